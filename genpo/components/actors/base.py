@@ -1,0 +1,88 @@
+"""The actor contract shared by every policy the trainer can train."""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def standard_normal_log_prob(noise: torch.Tensor) -> torch.Tensor:
+    """log N(noise; 0, I) summed over the last dimension."""
+    return -0.5 * noise.pow(2).sum(-1) - 0.5 * noise.shape[-1] * LOG_2PI
+
+
+class Actor(TensorDictModuleBase, abc.ABC):
+    """A stochastic policy with a likelihood the PPO loss can differentiate.
+
+    Called on a TensorDict with ``observation`` [*B, observation_dim] it writes ``action``
+    [*B, action_dim] (what the env receives), ``action_log_prob`` [*B] and the keys in
+    :attr:`sample_keys`, the stored sample its likelihood is defined on. :meth:`log_prob` recomputes
+    that likelihood under the current parameters; :meth:`inverse` returns the base noise that
+    produced the sample; :meth:`sample` takes given base noise (zeros for deterministic evaluation).
+    """
+
+    sample_keys: tuple[str, ...] = ()
+    observation_key = "observation"
+
+    def __init__(self, observation_dim: int, action_dim: int):
+        super().__init__()
+        self.observation_dim = observation_dim
+        self.action_dim = action_dim
+        self.in_keys = [self.observation_key]
+        self.out_keys = ["action", "action_log_prob", *self.sample_keys]
+
+    @property
+    @abc.abstractmethod
+    def noise_dim(self) -> int:
+        """Width of the base noise one action is sampled from."""
+
+    @abc.abstractmethod
+    def sample(self, tensordict: TensorDictBase, noise: torch.Tensor | None = None) -> TensorDictBase:
+        """Write ``action``, ``action_log_prob`` and the sample keys; noise ~ N(0, I) when not given."""
+
+    @abc.abstractmethod
+    def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """Differentiable log-likelihood of the stored sample under the current parameters."""
+
+    @abc.abstractmethod
+    def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The base noise that maps to the stored sample."""
+
+    def entropy(self, tensordict: TensorDictBase) -> torch.Tensor | None:
+        """The analytic entropy per state where it has a closed form, else None."""
+        return None
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return self.sample(tensordict)
+
+    def observation(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The observation, checked for width; a wrong width fails naming the actor."""
+        observation = tensordict.get(self.observation_key)
+        if observation.shape[-1] != self.observation_dim:
+            raise ValueError(
+                f"{type(self).__name__}: {self.observation_key!r} has width {observation.shape[-1]}, "
+                f"expected observation_dim={self.observation_dim}"
+            )
+        return observation
+
+    def draw_noise(self, observation: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Given noise checked for shape, or fresh N(0, I) noise shaped like the observation batch."""
+        shape = (*observation.shape[:-1], self.noise_dim)
+        if noise is None:
+            return torch.randn(shape, dtype=observation.dtype, device=observation.device)
+        if tuple(noise.shape) != shape:
+            raise ValueError(f"{type(self).__name__}: noise has shape {tuple(noise.shape)}, expected {shape}")
+        return noise
+
+    def stored(self, tensordict: TensorDictBase, key: str, width: int) -> torch.Tensor:
+        """A stored sample tensor, checked for width."""
+        value = tensordict.get(key)
+        if value.shape[-1] != width:
+            raise ValueError(f"{type(self).__name__}: {key!r} has width {value.shape[-1]}, expected {width}")
+        return value

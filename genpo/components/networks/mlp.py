@@ -1,0 +1,43 @@
+"""Plain MLP construction shared by every network component."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "mish": nn.Mish,
+    "elu": nn.ELU,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
+
+
+def activation_class(name: str) -> type[nn.Module]:
+    """The activation class called ``name``; the error lists the valid names."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(sorted(ACTIVATIONS))}") from None
+
+
+def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str) -> nn.Sequential:
+    """Linear layers of ``hidden_sizes`` with ``activation`` between them and a linear output."""
+    act = activation_class(activation)
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), act()]
+        width = size
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+def check_positive_int(owner: str, name: str, value: int) -> int:
+    """Reject non-integer or non-positive sizes with a message naming ``owner.name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return value
