@@ -7,5 +7,15 @@ bindings. Every registered component is exposed to gin as ``@<kind>.<name>`` (e.
 from genpo.builders.actor import build_actor, build_critic
 from genpo.builders.config import GIN_DIR, parse_config
 from genpo.builders.env import build_env
+from genpo.builders.experiment import build_trainer, new_experiment, resume_experiment
 
-__all__ = ["GIN_DIR", "build_actor", "build_critic", "build_env", "parse_config"]
+__all__ = [
+    "GIN_DIR",
+    "build_actor",
+    "build_critic",
+    "build_env",
+    "build_trainer",
+    "new_experiment",
+    "parse_config",
+    "resume_experiment",
+]

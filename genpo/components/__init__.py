@@ -1,3 +1,13 @@
 """Registered components: importing this package registers them all."""
 
-from genpo.components import actors, couplings, estimators, flows, networks  # noqa: F401
+from genpo.components import (  # noqa: F401
+    actors,
+    advantages,
+    couplings,
+    estimators,
+    flows,
+    losses,
+    networks,
+    normalizers,
+    optim,
+)

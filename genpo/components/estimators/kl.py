@@ -26,4 +26,4 @@ class K3KL(nn.Module):
 
     def forward(self, old_log_prob: torch.Tensor, new_log_prob: torch.Tensor) -> torch.Tensor:
         log_ratio = new_log_prob - old_log_prob
-        return (log_ratio.exp() - 1.0 - log_ratio).mean()
+        return (torch.expm1(log_ratio) - log_ratio).mean()  # expm1: exp(x) - 1 cancels below 0 for tiny x

@@ -1,0 +1,3 @@
+"""Advantage estimators."""
+
+from genpo.components.advantages import gae  # noqa: F401

@@ -1,0 +1,38 @@
+"""Generalised advantage estimation over a rollout TensorDict[T, B] (torchrl's GAE underneath)."""
+
+from __future__ import annotations
+
+from tensordict import TensorDictBase
+from torch import nn
+from torchrl.objectives.value import GAE
+
+from genpo.registry import register
+
+
+@register("advantage", "gae")
+class GAEAdvantage(nn.Module):
+    """torchrl's GAE on stored values: reads ``state_value``, ``("next", "state_value")``, reward,
+    ``done`` and ``terminated``; writes ``advantage`` and ``value_target`` [T, B, 1].
+
+    Time-outs bootstrap correctly because the rollout stores V(final observation) as the next value
+    of a truncated step: GAE cuts the trace at ``done`` but only zeroes the bootstrap at ``terminated``.
+    ``normalize`` standardises advantages over the whole batch (not per minibatch).
+    """
+
+    in_keys = ["state_value", ("next", "state_value"), ("next", "reward"), ("next", "done"), ("next", "terminated")]
+    out_keys = ["advantage", "value_target"]
+
+    def __init__(self, gamma: float = 0.99, lmbda: float = 0.95, normalize: bool = True):
+        super().__init__()
+        for name, value in (("gamma", gamma), ("lmbda", lmbda)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{type(self).__name__}: {name} must be in [0, 1], got {value!r}")
+        self.normalize = normalize
+        self.estimator = GAE(gamma=gamma, lmbda=lmbda, value_network=None, time_dim=0)
+
+    def forward(self, rollout: TensorDictBase) -> TensorDictBase:
+        self.estimator(rollout)
+        if self.normalize:
+            advantage = rollout["advantage"]
+            rollout["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        return rollout

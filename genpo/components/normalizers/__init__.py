@@ -1,0 +1,3 @@
+"""Observation normalisers and reward scalers."""
+
+from genpo.components.normalizers import observation, reward  # noqa: F401

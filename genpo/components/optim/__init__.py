@@ -1,0 +1,3 @@
+"""Learning-rate controllers."""
+
+from genpo.components.optim import lr_controllers  # noqa: F401

@@ -1,0 +1,77 @@
+"""Atomic, safely loadable checkpoints.
+
+Written to a temporary file in the same folder, flushed to disk, then renamed over the target, so a
+crash never leaves a half-written checkpoint under the real name. Loaded with
+``torch.load(weights_only=True)``: no code runs from a checkpoint file. numpy arrays (e.g. from an
+env's state) are stored as tensors and restored as arrays.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genpo.training.errors import CheckpointError
+
+FORMAT = "genpo-checkpoint-v1"
+_NUMPY_TAG = "__numpy_array__"
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """Write ``state`` atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            torch.save({"format": FORMAT, **_encode(state)}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> dict:
+    """Read a checkpoint; a missing, corrupt, truncated or foreign file raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged files
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error})") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
+    missing = [key for key in required_keys if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return _decode(state)
+
+
+def _encode(value):
+    if isinstance(value, np.ndarray):
+        return {_NUMPY_TAG: torch.from_numpy(value.copy())}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: _encode(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_encode(item) for item in value)
+    return value
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if set(value) == {_NUMPY_TAG}:
+            return value[_NUMPY_TAG].numpy()
+        return {key: _decode(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_decode(item) for item in value)
+    return value

@@ -1,0 +1,9 @@
+"""Errors that stop a run with a message naming the culprit."""
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or infinity from the env, the policy or a loss term."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, truncated or from another format."""

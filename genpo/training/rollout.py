@@ -1,0 +1,142 @@
+"""Rollout collection: T steps of a batched env under the current actor, into a TensorDict[T, B]."""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from genpo.envs.base import BatchedEnv
+from genpo.training.errors import NonFiniteError
+
+
+class RolloutCollector:
+    """Steps the env with the actor and stores what PPO needs.
+
+    Per step: normalised ``observation`` (and ``critic_observation``), the actor's outputs
+    (``action``, ``action_log_prob``, its ``sample_keys``), ``state_value``, and under ``next``:
+    scaled ``reward``, ``terminated``, ``truncated``, ``done``, the normalised next (critic)
+    observation (the *final* observation where an episode ended) and its ``state_value``, so that
+    time-outs bootstrap with V(final observation). Observations are stored normalised so the
+    likelihood at update time sees exactly what the actor saw at sampling time.
+
+    Episode returns and lengths are tracked on raw rewards. :meth:`state_dict` holds the env's state,
+    its pending observation and the episode accumulators, for an exact resume; the networks and
+    normalisers are owned (and saved) by the trainer.
+    """
+
+    def __init__(
+        self,
+        env: BatchedEnv,
+        actor: nn.Module,
+        critic: nn.Module,
+        observation_normalizer: nn.Module,
+        critic_observation_normalizer: nn.Module | None,
+        reward_scaler: nn.Module,
+        steps_per_env: int,
+    ):
+        self.env = env
+        self.actor = actor
+        self.critic = critic
+        self.observation_normalizer = observation_normalizer
+        self.critic_observation_normalizer = critic_observation_normalizer
+        self.reward_scaler = reward_scaler
+        self.steps_per_env = steps_per_env
+        self.has_critic_observation = env.critic_observation_dim is not None
+        self.episode_return = torch.zeros(env.num_envs, device=env.device)
+        self.episode_length = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
+        self.pending: TensorDict | None = None
+
+    def start(self) -> None:
+        self.pending = self.env.reset()
+        self._check_finite(self.pending, ("observation", "critic_observation"), iteration=0)
+
+    def _normalized(self, observations: TensorDict, prefix: str = "") -> TensorDict:
+        out = TensorDict(
+            observation=self.observation_normalizer.compute(observations[prefix + "observation"]),
+            batch_size=observations.batch_size,
+        )
+        if self.has_critic_observation:
+            normalizer = self.critic_observation_normalizer
+            out["critic_observation"] = normalizer.compute(observations[prefix + "critic_observation"])
+        return out
+
+    def _update_normalizers(self, observations: TensorDict) -> None:
+        self.observation_normalizer.update(observations["observation"])
+        if self.has_critic_observation:
+            self.critic_observation_normalizer.update(observations["critic_observation"])
+
+    @torch.no_grad()
+    def collect(self, iteration: int) -> tuple[TensorDict, dict[str, torch.Tensor]]:
+        """One rollout [T, B] and the finished episodes' statistics (``return``, ``length``, infos)."""
+        if self.pending is None:
+            self.start()
+        value_key = self.critic.in_keys[0]
+        steps = []
+        finished: dict[str, list[torch.Tensor]] = {"return": [], "length": []}
+        for _ in range(self.steps_per_env):
+            self._update_normalizers(self.pending)
+            step = self._normalized(self.pending)
+            self.actor(step)
+            action = step["action"]
+            if not torch.isfinite(action).all():
+                raise NonFiniteError(f"iteration {iteration}: non-finite action from {type(self.actor).__name__}")
+            step["state_value"] = self.critic.compute(step[value_key])
+            result = self.env.step(action)
+            self._check_finite(result, ("observation", "critic_observation", "reward", "final_observation"), iteration)
+            terminated, truncated = result["terminated"], result["truncated"]
+            done = terminated | truncated
+            reward = result["reward"]
+            next_step = self._normalized(result, prefix="final_")
+            next_step.update(
+                reward=self.reward_scaler(reward, done).unsqueeze(-1),
+                terminated=terminated.unsqueeze(-1),
+                truncated=truncated.unsqueeze(-1),
+                done=done.unsqueeze(-1),
+            )
+            step["next"] = next_step
+            steps.append(step)
+            self._track_episodes(reward, done, result.get("episode_info", None), finished)
+            self.pending = result.select(*(["observation", "critic_observation"] if self.has_critic_observation else ["observation"]))
+        rollout = torch.stack(steps, dim=0)
+        rollout["next", "state_value"] = self.critic.compute(rollout["next", value_key])
+        return rollout, {key: torch.cat(values) for key, values in finished.items() if values}
+
+    def _track_episodes(self, reward, done, episode_info, finished) -> None:
+        self.episode_return += reward
+        self.episode_length += 1
+        if done.any():
+            finished["return"].append(self.episode_return[done].clone())
+            finished["length"].append(self.episode_length[done].float())
+            if episode_info is not None:
+                for key, value in episode_info.items():
+                    finished.setdefault(f"info/{key}", []).append(value[done].float())
+            self.episode_return.masked_fill_(done, 0.0)
+            self.episode_length.masked_fill_(done, 0)
+
+    def _check_finite(self, result: TensorDict, keys: tuple[str, ...], iteration: int) -> None:
+        for key in keys:
+            value = result.get(key, None)
+            if value is None:
+                continue
+            bad = ~torch.isfinite(value.reshape(value.shape[0], -1)).all(-1)
+            if bad.any():
+                envs = bad.nonzero().flatten()[:8].tolist()
+                raise NonFiniteError(
+                    f"iteration {iteration}: non-finite {key} from env {type(self.env).__name__} in envs {envs}"
+                )
+
+    def state_dict(self) -> dict:
+        return {
+            "env": self.env.state_dict(),
+            "pending": None if self.pending is None else self.pending.to_dict(),
+            "episode_return": self.episode_return.clone(),
+            "episode_length": self.episode_length.clone(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.env.load_state_dict(state["env"])
+        pending = state["pending"]
+        self.pending = None if pending is None else TensorDict(pending, batch_size=[self.env.num_envs]).to(self.env.device)
+        self.episode_return.copy_(state["episode_return"])
+        self.episode_length.copy_(state["episode_length"])

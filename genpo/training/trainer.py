@@ -1,0 +1,248 @@
+"""The PPO trainer: collect a rollout, estimate advantages, run epochs x minibatches of updates."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import attrs
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from genpo.components.actors.base import Actor
+from genpo.envs.base import BatchedEnv
+from genpo.training.checkpoint import load_checkpoint, save_checkpoint
+from genpo.training.errors import NonFiniteError
+from genpo.training.rollout import RolloutCollector
+from genpo.training.run_logger import RunLogger
+
+CHECKPOINT_KEYS = (
+    "iteration",
+    "env_steps",
+    "actor",
+    "critic",
+    "observation_normalizer",
+    "critic_observation_normalizer",
+    "reward_scaler",
+    "lr_controller",
+    "optimizer",
+    "collector",
+    "rng",
+)
+
+
+def _positive(instance, attribute, value) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"PPOSettings: {attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen
+class PPOSettings:
+    """The update schedule and optimiser settings of one PPO run."""
+
+    steps_per_env: int = attrs.field(default=32, validator=_positive)
+    epochs: int = attrs.field(default=5, validator=_positive)
+    minibatches: int = attrs.field(default=4, validator=_positive)
+    max_grad_norm: float | None = attrs.field(default=1.0, validator=_positive)
+    kl_for_lr: str = attrs.field(default="k1", validator=attrs.validators.in_(("k1", "k3")))
+    critic_learning_rate: float | None = attrs.field(default=None, validator=_positive)
+    checkpoint_interval: int = attrs.field(default=10, validator=_positive)
+
+
+class Trainer:
+    """Owns the run: networks, optimiser, lr controller, normalisers, collector and run directory.
+
+    Depends only on the actor contract, the critic's ``compute``, a ``LossModule`` that returns
+    ``loss_*`` terms plus ``kl_k1``/``kl_k3`` diagnostics, and the env seam.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: BatchedEnv,
+        actor: Actor,
+        critic: nn.Module,
+        loss: nn.Module,
+        advantage: nn.Module,
+        lr_controller: nn.Module,
+        observation_normalizer: nn.Module,
+        critic_observation_normalizer: nn.Module | None,
+        reward_scaler: nn.Module,
+        settings: PPOSettings,
+        run_dir: str | Path,
+    ):
+        batch = env.num_envs * settings.steps_per_env
+        if batch < settings.minibatches:
+            raise ValueError(f"PPOSettings: {settings.minibatches} minibatches need at least as many samples, got {batch}")
+        self.env = env
+        self.actor = actor
+        self.critic = critic
+        self.loss = loss
+        self.advantage = advantage
+        self.lr_controller = lr_controller
+        self.observation_normalizer = observation_normalizer
+        self.critic_observation_normalizer = critic_observation_normalizer
+        self.reward_scaler = reward_scaler
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        learning_rate = lr_controller.learning_rate
+        self.separate_critic_lr = settings.critic_learning_rate is not None
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": list(actor.parameters()), "lr": learning_rate},
+                {"params": list(critic.parameters()), "lr": settings.critic_learning_rate or learning_rate},
+            ]
+        )
+        self.collector = RolloutCollector(
+            env,
+            actor,
+            critic,
+            observation_normalizer,
+            critic_observation_normalizer,
+            reward_scaler,
+            settings.steps_per_env,
+        )
+        self.iteration = 0
+        self.env_steps = 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "latest.pt"
+
+    # ----------------------------------------------------------------------------------- one iteration
+    def run_iteration(self) -> dict[str, float]:
+        """Collect, estimate advantages, update; returns the iteration's metrics row."""
+        start = time.perf_counter()
+        self.actor.eval()
+        rollout, episodes = self.collector.collect(self.iteration + 1)
+        collected = time.perf_counter()
+        self.advantage(rollout)
+        self.actor.train()
+        update_metrics = self.update(rollout.exclude("next").reshape(-1))
+        finished = time.perf_counter()
+        self.iteration += 1
+        self.env_steps += rollout.numel()
+        episode_count = episodes["return"].numel() if "return" in episodes else 0
+        metrics = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_time": finished - start,
+            "return_mean": episodes["return"].mean().item() if episode_count else math.nan,
+            "episode_length_mean": episodes["length"].mean().item() if episode_count else math.nan,
+            "episodes": episode_count,
+            **update_metrics,
+            "env_steps_per_s": rollout.numel() / (finished - start),
+            "collection_time": collected - start,
+            "update_time": finished - collected,
+        }
+        for key, values in episodes.items():
+            if key.startswith("info/"):
+                metrics[key] = values.mean().item()
+        return metrics
+
+    def update(self, batch: TensorDict) -> dict[str, float]:
+        """``epochs`` passes of ``minibatches`` clipped-PPO steps over the flattened rollout."""
+        settings = self.settings
+        size = batch.shape[0]
+        minibatch_size = size // settings.minibatches
+        totals: dict[str, float] = {}
+        count = 0
+        for epoch in range(settings.epochs):
+            permutation = torch.randperm(size, device=batch.device)
+            for index in range(settings.minibatches):
+                minibatch = batch[permutation[index * minibatch_size : (index + 1) * minibatch_size]]
+                losses = self.loss(minibatch)
+                self._set_learning_rate(self.lr_controller.step(losses[f"kl_{settings.kl_for_lr}"].item(), self.iteration))
+                total = sum(value for key, value in losses.items() if key.startswith("loss_"))
+                if not torch.isfinite(total):
+                    bad = [key for key, value in losses.items() if key.startswith("loss_") and not torch.isfinite(value)]
+                    raise NonFiniteError(
+                        f"iteration {self.iteration + 1}, epoch {epoch}, minibatch {index}: non-finite {', '.join(bad)}"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                if settings.max_grad_norm is not None:
+                    for group in self.optimizer.param_groups:
+                        nn.utils.clip_grad_norm_(group["params"], settings.max_grad_norm)
+                self.optimizer.step()
+                for key, value in losses.items():
+                    totals[key] = totals.get(key, 0.0) + value.item()
+                count += 1
+        metrics = {_METRIC_NAMES.get(key, key): value / count for key, value in totals.items()}
+        metrics["lr"] = self.lr_controller.learning_rate
+        return metrics
+
+    def _set_learning_rate(self, learning_rate: float) -> None:
+        self.optimizer.param_groups[0]["lr"] = learning_rate
+        if not self.separate_critic_lr:
+            self.optimizer.param_groups[1]["lr"] = learning_rate
+
+    # ------------------------------------------------------------------------------------- the run loop
+    def train(self, iterations: int, *, quiet: bool = False) -> dict:
+        """Run ``iterations`` more iterations, logging each and checkpointing atomically; returns the
+        run's summary (also written to ``summary.json``)."""
+        if iterations < 1:
+            raise ValueError(f"train: iterations must be >= 1, got {iterations!r}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        logger = RunLogger(self.run_dir, iterations, quiet=quiet, start_iteration=self.iteration)
+        try:
+            for _ in range(iterations):
+                try:
+                    metrics = self.run_iteration()
+                except NonFiniteError as error:
+                    kept = self.checkpoint_path if self.checkpoint_path.is_file() else "none written yet"
+                    raise NonFiniteError(f"{error}; run stopped, last good checkpoint: {kept}") from None
+                logger.log(metrics)
+                if self.iteration % self.settings.checkpoint_interval == 0:
+                    self.save()
+            self.save()
+        finally:
+            summary = logger.close()
+        return summary
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        critic_normalizer = self.critic_observation_normalizer
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "observation_normalizer": self.observation_normalizer.state_dict(),
+            "critic_observation_normalizer": None if critic_normalizer is None else critic_normalizer.state_dict(),
+            "reward_scaler": self.reward_scaler.state_dict(),
+            "lr_controller": self.lr_controller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "collector": self.collector.state_dict(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.observation_normalizer.load_state_dict(state["observation_normalizer"])
+        if self.critic_observation_normalizer is not None:
+            self.critic_observation_normalizer.load_state_dict(state["critic_observation_normalizer"])
+        self.reward_scaler.load_state_dict(state["reward_scaler"])
+        self.lr_controller.load_state_dict(state["lr_controller"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.collector.load_state_dict(state["collector"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save(self) -> Path:
+        return save_checkpoint(self.state_dict(), self.checkpoint_path)
+
+    def load(self, path: str | Path | None = None) -> None:
+        self.load_state_dict(load_checkpoint(path or self.checkpoint_path, CHECKPOINT_KEYS))
+
+
+_METRIC_NAMES = {"loss_objective": "policy_loss", "loss_critic": "value_loss"}
