@@ -38,8 +38,10 @@ def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str
     Includes inside gin files resolve relative to ``gin/`` (e.g. ``include 'policies/genpo.gin'``).
     """
     expose_registry_to_gin()
-    if str(GIN_DIR) not in gin.config._LOCATION_PREFIXES:  # noqa: SLF001  (gin has no public getter)
-        gin.add_config_file_search_path(str(GIN_DIR))
+    prefixes = gin.config._LOCATION_PREFIXES  # noqa: SLF001  (gin has no public accessor)
+    if str(GIN_DIR) not in prefixes:
+        # First in the search order: gin logs a spurious error for each prefix an include misses.
+        prefixes.insert(0, str(GIN_DIR))
     files = [str(resolve_config_path(path)) for path in config_files]
     try:
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
