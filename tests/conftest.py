@@ -15,3 +15,37 @@ def clear_gin_state():
 def fixed_torch_threads():
     torch.set_num_threads(2)
     yield
+
+
+# --------------------------------------------------------------------------- tiny training runs
+# A Pendulum run small enough for a test: 16 envs x 8 steps, 2 epochs x 2 minibatches, 16-wide
+# networks; episodes of 12 steps so that returns are logged and episodes straddle iterations.
+GENPO_CONFIG = "tasks/pendulum.gin"
+GAUSSIAN_CONFIG = "tasks/pendulum_gaussian.gin"
+TINY_BINDINGS = (
+    "genpo.build_env.num_envs = 16",
+    "genpo.build_env.max_episode_steps = 12",
+    "genpo.trainer.steps_per_env = 8",
+    "genpo.trainer.epochs = 2",
+    "genpo.trainer.minibatches = 2",
+    "genpo.run.iterations = 2",
+    "velocity_network.mlp.hidden_sizes = (16,)",
+    "critic.mlp.hidden_sizes = (16,)",
+    "time_embedding.sinusoidal.hidden_sizes = (8,)",
+    "actor.gaussian.hidden_sizes = (16,)",
+)
+
+
+@pytest.fixture
+def make_tiny_experiment():
+    """``make(run_dir, config=GENPO_CONFIG, extra=())`` -> (trainer, settings) of a tiny Pendulum run.
+
+    Clears gin first, so a test can build several runs in a row.
+    """
+    from genpo.builders import new_experiment
+
+    def make(run_dir, config=GENPO_CONFIG, extra=()):
+        gin.clear_config()
+        return new_experiment(run_dir, [config], [*TINY_BINDINGS, *extra])
+
+    return make

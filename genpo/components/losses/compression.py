@@ -33,12 +33,16 @@ class CompressionPenalty(nn.Module):
     def gap(self, difference: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, actor: Actor, tensordict: TensorDictBase) -> torch.Tensor:
+    def check_actor(self, actor: Actor) -> None:
+        """Raise, naming the actor, unless it samples a dummy action this penalty can act on."""
         if "dummy_action" not in actor.sample_keys:
             raise ValueError(
                 f"{type(self).__name__} needs an actor with a dummy action; {type(actor).__name__} has none "
                 "(set the loss's compression to None)"
             )
+
+    def forward(self, actor: Actor, tensordict: TensorDictBase) -> torch.Tensor:
+        self.check_actor(actor)
         observation = tensordict.get(actor.observation_key).reshape(-1, actor.observation_dim)
         count = max(1, round(self.sample_fraction * observation.shape[0]))
         if count < observation.shape[0]:

@@ -60,6 +60,8 @@ class PPOLoss(LossModule):
         self.entropy_estimator = entropy_estimator if entropy_estimator is not None else NoEntropy()
         self.compression_coefficient = compression_coefficient
         self.compression = compression if compression_coefficient > 0 else None
+        if self.compression is not None:
+            self.compression.check_actor(actor_network)  # fail when the run is built, not at its first update
         self.kl_k1 = K1KL()
         self.kl_k3 = K3KL()
 
