@@ -32,10 +32,10 @@ def register(kind: str, name: str) -> Callable[[T], T]:
     def decorate(cls: T) -> T:
         table = _REGISTRY.setdefault(kind, {})
         existing = table.get(name)
-        if existing is not None and existing.__qualname__ != cls.__qualname__:
+        if existing is not None and _qualified_name(existing) != _qualified_name(cls):
             raise RegistryError(
-                f"{kind} {name!r} is already registered to {existing.__module__}.{existing.__qualname__}; "
-                f"cannot register {cls.__module__}.{cls.__qualname__} under the same name"
+                f"{kind} {name!r} is already registered to {_qualified_name(existing)}; "
+                f"cannot register {_qualified_name(cls)} under the same name"
             )
         table[name] = cls
         cls.registered_kind = kind
@@ -72,3 +72,8 @@ def _table(kind: str) -> dict[str, type]:
     if kind not in _REGISTRY:
         raise RegistryError(f"unknown component kind {kind!r}; registered kinds: {', '.join(kinds())}")
     return _REGISTRY[kind]
+
+
+def _qualified_name(cls: type) -> str:
+    """``module.qualname``: the same for a class re-created by re-importing its module, else distinct."""
+    return f"{cls.__module__}.{cls.__qualname__}"

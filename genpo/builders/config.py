@@ -24,11 +24,9 @@ def expose_registry_to_gin() -> None:
 def resolve_config_path(path: str | Path) -> Path:
     """A config file as given, or relative to the repository's ``gin/`` folder."""
     candidate = Path(path)
-    if candidate.is_file():
-        return candidate
-    in_gin_dir = GIN_DIR / candidate
-    if in_gin_dir.is_file():
-        return in_gin_dir
+    for resolved in (candidate, GIN_DIR / candidate):
+        if resolved.is_file():
+            return resolved.resolve()
     raise FileNotFoundError(f"gin config {str(path)!r} not found (looked in the working directory and {GIN_DIR})")
 
 

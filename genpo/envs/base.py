@@ -38,6 +38,9 @@ class BatchedEnv(abc.ABC):
     critic_observation_dim: int | None = None
     max_episode_steps: int
     device: torch.device
+    #: False for simulators that cannot snapshot their state (IsaacLab on GPU): after
+    #: ``load_state_dict`` the trainer resets the env and restarts episodes instead of continuing.
+    restores_state: bool = True
 
     @abc.abstractmethod
     def reset(self) -> TensorDict:

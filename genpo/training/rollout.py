@@ -136,6 +136,9 @@ class RolloutCollector:
 
     def load_state_dict(self, state: dict) -> None:
         self.env.load_state_dict(state["env"])
+        if not self.env.restores_state:
+            self.pending = None  # the next collect resets the env; the saved episodes cannot continue
+            return
         pending = state["pending"]
         self.pending = None if pending is None else TensorDict(pending, batch_size=[self.env.num_envs]).to(self.env.device)
         self.episode_return.copy_(state["episode_return"])
