@@ -12,8 +12,9 @@ def clear_gin_state():
 
 
 @pytest.fixture(autouse=True)
-def fixed_torch_threads():
-    torch.set_num_threads(2)
+def one_torch_thread():
+    """pytest runs two workers (one per core); a second OpenMP thread each would only contend."""
+    torch.set_num_threads(1)
     yield
 
 
