@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,4 +45,12 @@ def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str
     try:
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
     except (ValueError, KeyError, SyntaxError) as error:
-        raise ValueError(f"gin config error: {error}") from error
+        raise ValueError(f"gin config error: {error}{_registered_alternatives(str(error))}") from error
+
+
+def _registered_alternatives(message: str) -> str:
+    """For gin's "No configurable matching 'kind.name'", the names registered under that kind."""
+    match = re.search(r"No configurable matching (?:reference )?'@?(\w+)\.\w+", message)
+    if match is None or match.group(1) not in registry.kinds():
+        return ""
+    return f"\nregistered {match.group(1)} names: {', '.join(registry.names(match.group(1)))}"
