@@ -1,9 +1,10 @@
-"""``genpo train | evaluate | components``: parse arguments, load gin, call the builders."""
+"""``genpo train | evaluate | sweep | components``: parse arguments, load gin, call the builders."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from genpo.sweep import main as sweep_main
+
+    if args.dry_run and args.report_only:
+        raise SystemExit("genpo sweep: --dry-run and --report-only exclude each other")
+    command = shlex.join(["genpo", *sys.argv[1:]]) if args.argv is None else shlex.join(["genpo", *args.argv])
+    return sweep_main(
+        args.spec, max_parallel=args.max_parallel, dry_run=args.dry_run, report_only=args.report_only, command=command
+    )
+
+
 def _components(args: argparse.Namespace) -> int:
     import genpo  # noqa: F401  (registers everything)
 
@@ -78,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.set_defaults(handler=_evaluate)
 
+    sweep = commands.add_parser(
+        "sweep", help="train every (variant, seed) of a TOML sweep spec in parallel processes, then write a report"
+    )
+    sweep.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. sweeps/pendulum_schemes.toml; see docs/sweeps.md")
+    sweep.add_argument("--max-parallel", type=int, metavar="N", help="runs at once (default: cores // threads_per_run)")
+    sweep.add_argument("--dry-run", action="store_true", help="print each run's command (or that it is finished); run nothing")
+    sweep.add_argument("--report-only", action="store_true", help="run nothing; aggregate the runs present into OUT/report.md")
+    sweep.set_defaults(handler=_sweep)
+
     components = commands.add_parser("components", help="list registered components")
     components.add_argument("kind", nargs="?")
     components.set_defaults(handler=_components)
@@ -86,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as error:

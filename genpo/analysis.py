@@ -1,0 +1,276 @@
+"""Statistics and plots over many runs: final returns, IQM with stratified bootstrap CIs, curves.
+
+Pure numpy (plus matplotlib's Agg backend for the PNGs); used by ``genpo sweep`` but independent of
+how the runs were produced: everything starts from each run's ``metrics.csv`` rows.
+
+Conventions (after rliable, Agarwal et al. 2021):
+
+- final return of a run: the mean of its last ``last_k`` finite ``return_mean`` values;
+- IQM: the mean of the middle 50% of the scores, trimming ``int(0.25 n)`` from each end (scipy's
+  ``trim_mean(x, 0.25)``; with fewer than 4 runs nothing is trimmed and it is the plain mean);
+- confidence intervals: percentile bootstrap, runs resampled with replacement independently within
+  each stratum (task/column), a fixed RNG seed so that reports are reproducible;
+- std: the sample std (``ddof=1``) across runs; NaN for a single run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RETURN_KEY = "return_mean"
+DEFAULT_RESAMPLES = 2000
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_SEED = 0
+GRID_POINTS = 100
+
+
+# --------------------------------------------------------------------------------- per-run numbers
+def finite_returns(rows: Sequence[Mapping[str, float]], key: str = RETURN_KEY) -> list[float]:
+    return [row[key] for row in rows if math.isfinite(row.get(key, math.nan))]
+
+
+def final_return(rows: Sequence[Mapping[str, float]], last_k: int = 3, key: str = RETURN_KEY) -> float:
+    """Mean of the last ``last_k`` finite ``key`` values of a run's metric rows (NaN if there are none)."""
+    if last_k < 1:
+        raise ValueError(f"final_return: last_k must be >= 1, got {last_k!r}")
+    values = finite_returns(rows, key)[-last_k:]
+    return float(np.mean(values)) if values else math.nan
+
+
+def return_curve(rows: Sequence[Mapping[str, float]], x: str = "env_steps", key: str = RETURN_KEY) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, return)`` at the iterations that logged a finite return.
+
+    ``x`` is a metrics column (``env_steps``), or ``wall_time`` for the *cumulative* training seconds
+    (the column itself holds each iteration's own duration).
+    """
+    xs, ys = [], []
+    elapsed = 0.0
+    for row in rows:
+        elapsed += row.get("wall_time", 0.0) if math.isfinite(row.get("wall_time", math.nan)) else 0.0
+        value = row.get(key, math.nan)
+        if math.isfinite(value):
+            xs.append(elapsed if x == "wall_time" else row[x])
+            ys.append(value)
+    return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+
+
+# ------------------------------------------------------------------------------------- aggregates
+def iqm(values: np.ndarray | Sequence[float], axis: int | None = None) -> np.ndarray | float:
+    """Interquartile mean: trim ``int(0.25 n)`` values from each end, average the rest (scipy's trim_mean)."""
+    array = np.asarray(values, dtype=float)
+    if axis is None:
+        array, axis = array.reshape(-1), 0
+    count = array.shape[axis]
+    if count == 0:
+        raise ValueError("iqm: no values")
+    cut = int(0.25 * count)
+    ordered = np.sort(array, axis=axis)
+    kept = np.take(ordered, np.arange(cut, count - cut), axis=axis)
+    result = kept.mean(axis=axis)
+    return float(result) if np.ndim(result) == 0 else result
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (``ddof=1``; NaN for one value) of the finite values."""
+    array = np.asarray([value for value in values if math.isfinite(value)], dtype=float)
+    if array.size == 0:
+        return math.nan, math.nan
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
+
+
+def stratified_bootstrap_ci(
+    scores: np.ndarray | Sequence[float],
+    statistic: Callable[[np.ndarray], float] = iqm,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> tuple[float, float, float]:
+    """``(point estimate, CI low, CI high)`` of ``statistic`` over ``scores``.
+
+    ``scores`` is ``[runs]`` or ``[runs, strata]`` (e.g. runs x tasks); each resample draws the runs of
+    every stratum independently with replacement (rliable's stratified bootstrap) and applies
+    ``statistic`` to the whole resampled array. Percentile interval; fixed ``seed``.
+    """
+    array = np.asarray(scores, dtype=float)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"stratified_bootstrap_ci: scores must be [runs] or [runs, strata], got shape {np.shape(scores)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"stratified_bootstrap_ci: confidence must be in (0, 1), got {confidence!r}")
+    runs, strata = array.shape
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, runs, size=(resamples, runs, strata))
+    resampled = np.take_along_axis(array[None].repeat(resamples, axis=0), indices, axis=1)
+    estimates = np.array([statistic(sample) for sample in resampled])
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(estimates, [tail, 100 - tail])
+    return float(statistic(array)), float(low), float(high)
+
+
+def bootstrap_mean_band(
+    curves: np.ndarray,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pointwise mean of ``curves [runs, points]`` and a bootstrap CI band (runs resampled as wholes)."""
+    curves = np.asarray(curves, dtype=float)
+    runs = curves.shape[0]
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, runs, size=(resamples, runs))
+    means = curves[indices].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return curves.mean(axis=0), low, high
+
+
+def common_grid(curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = GRID_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate ``(x, y)`` curves onto one grid over the x range all of them cover: ``(grid, [runs, points])``."""
+    curves = [(x, y) for x, y in curves if len(x) > 0]
+    if not curves:
+        return np.empty(0), np.empty((0, 0))
+    start = max(float(x[0]) for x, _ in curves)
+    stop = min(float(x[-1]) for x, _ in curves)
+    if stop <= start:
+        # No common range (a few logged points with different wall times): span them all; np.interp
+        # holds each run's first/last value outside its own range.
+        start = min(float(x[0]) for x, _ in curves)
+        stop = max(float(x[-1]) for x, _ in curves)
+    grid = np.linspace(start, stop, points) if stop > start else np.array([start])
+    return grid, np.stack([np.interp(grid, x, y) for x, y in curves])
+
+
+# -------------------------------------------------------------------------------------- a variant
+@dataclass
+class RunRecord:
+    """One finished (or partial) run as the analysis sees it."""
+
+    seed: int
+    rows: list[dict[str, float]]
+    train_seconds: float
+
+
+@dataclass
+class CurveBand:
+    grid: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+@dataclass
+class VariantStats:
+    name: str
+    runs: int
+    finals: list[float]
+    mean: float
+    std: float
+    iqm: float
+    iqm_low: float
+    iqm_high: float
+    auc: float  # mean over the env-step grid of the across-seed mean return (area under the curve / span)
+    train_seconds: float
+    curves: dict[str, CurveBand] = field(default_factory=dict)
+
+
+def summarize_variant(
+    name: str,
+    runs: Sequence[RunRecord],
+    *,
+    last_k: int = 3,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> VariantStats:
+    """Final-return statistics across seeds and the curves vs env steps and wall time."""
+    finals = [final_return(run.rows, last_k) for run in runs]
+    scored = [value for value in finals if math.isfinite(value)]
+    mean, std = mean_std(scored)
+    if scored:
+        point, low, high = stratified_bootstrap_ci(scored, iqm, resamples=resamples, confidence=confidence, seed=seed)
+    else:
+        point = low = high = math.nan
+    curves = {}
+    for x in ("env_steps", "wall_time"):
+        grid, values = common_grid([return_curve(run.rows, x) for run in runs])
+        if grid.size:
+            curves[x] = CurveBand(grid, *bootstrap_mean_band(values, resamples=resamples, confidence=confidence, seed=seed))
+    auc = float(np.mean(curves["env_steps"].mean)) if "env_steps" in curves else math.nan
+    seconds = [run.train_seconds for run in runs if math.isfinite(run.train_seconds)]
+    return VariantStats(
+        name=name,
+        runs=len(runs),
+        finals=finals,
+        mean=mean,
+        std=std,
+        iqm=point,
+        iqm_low=low,
+        iqm_high=high,
+        auc=auc,
+        train_seconds=float(np.mean(seconds)) if seconds else math.nan,
+        curves=curves,
+    )
+
+
+# ------------------------------------------------------------------------------------------ output
+def format_number(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def results_table(stats: Sequence[VariantStats], confidence: float = DEFAULT_CONFIDENCE) -> str:
+    """Markdown table: variant, runs, final mean +- std, IQM [CI], return AUC, mean train seconds."""
+    percent = f"{100 * confidence:g}%"
+    lines = [
+        f"| variant | runs | final return mean ± std | IQM [{percent} CI] | return AUC | mean train s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in stats:
+        lines.append(
+            f"| {entry.name} | {entry.runs} | {format_number(entry.mean)} ± {format_number(entry.std)} | "
+            f"{format_number(entry.iqm)} [{format_number(entry.iqm_low)}, {format_number(entry.iqm_high)}] | "
+            f"{format_number(entry.auc)} | {format_number(entry.train_seconds, 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_curves_csv(stats: Sequence[VariantStats], path: Path) -> None:
+    """Long-format CSV of every variant's mean curve and band: variant, x, grid, mean, low, high."""
+    lines = ["variant,x,grid,mean,low,high"]
+    for entry in stats:
+        for x, band in entry.curves.items():
+            for values in zip(band.grid, band.mean, band.low, band.high, strict=True):
+                lines.append(f"{entry.name},{x}," + ",".join(f"{value:.6g}" for value in values))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_curves(stats: Sequence[VariantStats], x: str, path: Path, confidence: float = DEFAULT_CONFIDENCE) -> None:
+    """Mean return per variant against ``x`` (env_steps or wall_time) with its bootstrap CI band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for entry in stats:
+        band = entry.curves.get(x)
+        if band is None:
+            continue
+        marker = "o" if band.grid.size == 1 else None
+        (line,) = axis.plot(band.grid, band.mean, marker=marker, label=f"{entry.name} (n={entry.runs})")
+        axis.fill_between(band.grid, band.low, band.high, color=line.get_color(), alpha=0.2, linewidth=0)
+    axis.set_xlabel("env steps" if x == "env_steps" else "training wall time (s)")
+    axis.set_ylabel(f"episode return (mean, {100 * confidence:g}% bootstrap CI)")
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

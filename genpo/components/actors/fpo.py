@@ -1,0 +1,106 @@
+"""FPO (McAllister et al. 2025, "Flow Policy Optimization"): a flow-matching policy with a surrogate ratio.
+
+The policy is a conditional flow over the d-dim action, sampled by Euler from x_0 ~ N(0, I_d):
+``x_{k+1} = x_k + dt v(x_k, s, t_k)``, action = x_N. Its likelihood is never computed. Instead, at
+sampling time the actor draws ``num_mc`` (tau, eps) pairs per action (tau ~ U[0, 1), eps ~ N(0, I_d))
+and scores the action with the conditional flow-matching (CFM) loss along the linear path from eps
+(t = 0) to the action (t = 1)::
+
+    x_tau     = (1 - tau) eps + tau a,        target velocity  u = a - eps
+    L_cfm(theta; a, tau, eps) = mean_j (v_theta(x_tau, s, tau) - u)_j^2       (mean over action dims)
+    action_log_prob := -(1 / N_mc) sum_i L_cfm(theta_old; a, tau_i, eps_i)
+
+``log_prob(td)`` recomputes the same quantity under the current weights with the *stored* pairs, so the
+PPO loss's ratio ``exp(log_prob - action_log_prob)`` is FPO's ``exp(L_old - L_new)``: exactly 1 on
+fresh data, above 1 where the current flow fits the sampled action better than the rollout's did.
+
+**This is a surrogate, not a likelihood:** -L_cfm is (up to a weighting and a constant) an ELBO-style
+bound on log pi, so the "ratio" only tracks the likelihood ratio's direction. ``action_log_prob`` is
+not a normalised log-density; log-prob-based diagnostics (k1/k3 "KL", the sample entropy estimate) are
+surrogate quantities too. FPO uses a tighter clip (0.05, ``gin/policies/fpo.gin``), no entropy term and
+no compression.
+
+Stored per transition: ``action`` [*B, d], ``fpo_tau`` [*B, N_mc], ``fpo_noise`` [*B, N_mc, d] and the
+old CFM score as ``action_log_prob``. There is no exact inverse: :meth:`FPOActor.inverse` raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from tensordict import TensorDictBase
+
+from genpo.components.actors.velocity_flow import VelocityFlowActor
+from genpo.components.networks.mlp import check_positive_int
+from genpo.components.networks.velocity_network import VelocityMLP
+from genpo.registry import register
+
+
+@register("actor", "fpo")
+class FPOActor(VelocityFlowActor):
+    """Euler flow-matching policy whose ``log_prob`` is FPO's surrogate ``-mean_i L_cfm`` (see module doc)."""
+
+    sample_keys = ("fpo_tau", "fpo_noise")
+    exact_likelihood = False
+
+    def __init__(
+        self,
+        observation_dim: int,
+        action_dim: int,
+        *,
+        velocity_network: Callable[..., VelocityMLP] = VelocityMLP,
+        num_steps: int = 5,
+        num_mc: int = 8,
+    ):
+        super().__init__(observation_dim, action_dim, velocity_network=velocity_network, num_steps=num_steps)
+        self.num_mc = check_positive_int(type(self).__name__, "num_mc", num_mc)
+
+    def extra_repr(self) -> str:
+        return f"num_steps={self.num_steps}, num_mc={self.num_mc}"
+
+    @property
+    def noise_dim(self) -> int:
+        return self.action_dim
+
+    def sample(self, tensordict: TensorDictBase, noise: torch.Tensor | None = None) -> TensorDictBase:
+        """Euler sample from ``noise`` = x_0; the (tau, eps) pairs always come from torch's global generator."""
+        observation = self.observation(tensordict)
+        noise = self.draw_noise(observation, noise)
+        action = self.integrate(observation, noise)[0][..., -1, :]
+        shape = (*observation.shape[:-1], self.num_mc)
+        tau = torch.rand(shape, dtype=observation.dtype, device=observation.device)
+        eps = torch.randn((*shape, self.action_dim), dtype=observation.dtype, device=observation.device)
+        tensordict.set("action", action)
+        tensordict.set("fpo_tau", tau)
+        tensordict.set("fpo_noise", eps)
+        tensordict.set("action_log_prob", -self.cfm_losses(observation, action, tau, eps).mean(-1))
+        return tensordict
+
+    def cfm_losses(
+        self, observation: torch.Tensor, action: torch.Tensor, tau: torch.Tensor, eps: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-pair CFM losses [*B, N_mc]; the observation is projected once for all N_mc pairs."""
+        net = self.velocity_network
+        x_tau = (1.0 - tau).unsqueeze(-1) * eps + tau.unsqueeze(-1) * action.unsqueeze(-2)
+        context = net.project_observation(observation).unsqueeze(-2) + net.project_times(tau)
+        return (net.velocity(x_tau, context) - (action.unsqueeze(-2) - eps)).pow(2).mean(-1)
+
+    def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The surrogate ``-mean_i L_cfm(theta; a, tau_i, eps_i)`` on the stored pairs (differentiable)."""
+        observation = self.observation(tensordict)
+        action = self.stored(tensordict, "action", self.action_dim)
+        tau = self.stored(tensordict, "fpo_tau", self.num_mc)
+        eps = tensordict.get("fpo_noise")
+        if tuple(eps.shape[-2:]) != (self.num_mc, self.action_dim):
+            raise ValueError(
+                f"{type(self).__name__}: 'fpo_noise' has shape {tuple(eps.shape)}, "
+                f"expected [..., {self.num_mc}, {self.action_dim}]"
+            )
+        return -self.cfm_losses(observation, action, tau, eps).mean(-1)
+
+    def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
+        raise NotImplementedError(
+            f"{type(self).__name__}: FPO has no exact inverse (its Euler sampler is not invertible in closed "
+            "form, and its log_prob is a CFM surrogate that needs none); it is not an exact-likelihood scheme"
+        )

@@ -1,0 +1,90 @@
+"""Shared base of the flow actors that act directly in the d-dim action space (no doubled action).
+
+Not a scheme itself (nothing is registered here): :class:`VelocityFlowActor` owns the velocity network
+v(x, s, t) and the N step times, and gives every subclass the same two pieces so that no scheme
+re-implements them:
+
+- :meth:`VelocityFlowActor.contexts`: the observation projection and the N step-time projections of
+  the network's first layer, computed once per pass (``VelocityMLP``'s fast path) and shared by all
+  velocity calls of that pass;
+- :meth:`VelocityFlowActor.integrate`: the Euler chain ``x_{k+1} = x_k + dt v(x_k, s, t_k)
+  [+ sigma_k eps_k]``, used noise-free by ``actor.fpo`` and with per-step noise by ``actor.dppo`` /
+  ``actor.reinflow``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from genpo.components.actors.base import Actor
+from genpo.components.couplings.genpo_euler import add_log_det_terms
+from genpo.components.networks.mlp import check_positive_int
+from genpo.components.networks.velocity_network import VelocityMLP
+
+
+class VelocityFlowActor(Actor):
+    """An actor built on one velocity network over the action, integrated over ``num_steps`` steps.
+
+    Step ``k`` runs at time ``t_k = k / N`` with ``dt = 1 / N``; the base noise x_0 ~ N(0, I_d) sits at
+    t = 0 and the executed action at t = 1. ``velocity_fields`` is how many d-wide fields the network
+    outputs (1: the velocity; subclasses that also need e.g. a noise scale ask for more).
+    """
+
+    velocity_fields = 1
+
+    def __init__(
+        self,
+        observation_dim: int,
+        action_dim: int,
+        *,
+        velocity_network: Callable[..., VelocityMLP] = VelocityMLP,
+        num_steps: int = 5,
+    ):
+        super().__init__(observation_dim, action_dim)
+        self.num_steps = check_positive_int(type(self).__name__, "num_steps", num_steps)
+        self.dt = 1.0 / num_steps
+        self.velocity_network = velocity_network(action_dim, observation_dim, output_fields=self.velocity_fields)
+
+    def step_times(self, like: torch.Tensor) -> torch.Tensor:
+        """t_k = k / N, k = 0 .. N-1, in ``like``'s dtype and device (exact in float64, not a float32 buffer)."""
+        return torch.arange(self.num_steps, dtype=like.dtype, device=like.device) / self.num_steps
+
+    def contexts(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observation projection [*B, H], step-time projections [N, H]) for one pass."""
+        net = self.velocity_network
+        return net.project_observation(observation), net.project_times(self.step_times(observation))
+
+    def fields(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The network's raw output [*, velocity_fields * d] at ``x`` for a precomputed ``context``."""
+        return self.velocity_network.velocity(x, context)
+
+    def step_fields(self, x: torch.Tensor, contexts: tuple[torch.Tensor, torch.Tensor], step: int) -> torch.Tensor:
+        """The network output at ``x`` at step ``step``, given the pass's :meth:`contexts`."""
+        observation_context, time_contexts = contexts
+        return self.fields(x, observation_context + time_contexts[step])
+
+    def split_fields(self, fields: torch.Tensor, step: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(velocity, per-step noise scale or None) from the network output at step ``step`` (None: all
+        steps stacked on dim -2)."""
+        return fields, None
+
+    def integrate(
+        self, observation: torch.Tensor, start: torch.Tensor, step_noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The Euler chain from ``start`` = x_0: returns (states [*B, N+1, d], sum_k sum_j log sigma_kj).
+
+        Without ``step_noise`` it is the plain Euler sampler (log-scale None). With ``step_noise``
+        [*B, N, d] each step adds ``sigma_k * eps_k``, sigma_k from :meth:`split_fields`.
+        """
+        contexts = self.contexts(observation)
+        x, states, log_scale = start, [start], None
+        for step in range(self.num_steps):
+            velocity, scale = self.split_fields(self.step_fields(x, contexts, step), step)
+            x = x + self.dt * velocity
+            if step_noise is not None:
+                x = x + scale * step_noise[..., step, :]
+                log_scale = add_log_det_terms(log_scale, scale.log().expand_as(x).sum(-1))
+            states.append(x)
+        return torch.stack(states, dim=-2), log_scale

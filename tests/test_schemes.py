@@ -1,0 +1,278 @@
+"""Every likelihood scheme (registered actor) under the one trainer and PPOLoss.
+
+Parametrised over ``registry.names("actor")``, so a scheme added later is covered without edits here:
+it must ship ``gin/policies/<name>.gin`` and ``gin/ablations/scheme_<name>.gin``. Checks: ratio == 1 and
+nothing clipped on fresh data; exact schemes (every actor without ``exact_likelihood = False``) round-trip
+their base noise and match log N(z) - log|det| of an autograd Jacobian at small d in float64; the
+chains match a hand-written Gaussian-chain formula; every ``scheme_*.gin`` trains one iteration.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gin
+import pytest
+import torch
+from conftest import TINY_BINDINGS
+from tensordict import TensorDict
+
+import genpo  # noqa: F401  (registers every library component)
+from genpo import registry
+from genpo.builders import GIN_DIR, build_actor, new_experiment
+from genpo.components.actors.base import standard_normal_log_prob
+from genpo.training.run_logger import read_metrics
+
+ACTORS = registry.names("actor")
+EXACT = [name for name in ACTORS if getattr(registry.get("actor", name), "exact_likelihood", True)]
+SCHEME_ABLATIONS = sorted((GIN_DIR / "ablations").glob("scheme_*.gin"))
+OBSERVATION_DIM = 3
+SMALL_NETWORKS = [
+    "velocity_network.mlp.hidden_sizes = (16, 16)",
+    "time_embedding.sinusoidal.hidden_sizes = (8,)",
+    "time_embedding.sinusoidal.out_dim = 4",
+    "actor.gaussian.hidden_sizes = (16, 16)",
+]
+
+
+def policy_file(name: str) -> str:
+    return f"policies/{name}.gin"
+
+
+def small_actor(name: str, action_dim: int = 2, bindings=()):
+    """The scheme built through its own gin policy file, with small networks, in float64."""
+    actor = build_actor(OBSERVATION_DIM, action_dim, config_files=[policy_file(name)], bindings=[*SMALL_NETWORKS, *bindings])
+    return actor.double()
+
+
+def observations(*batch_shape: int) -> TensorDict:
+    return TensorDict(observation=torch.randn(*batch_shape, OBSERVATION_DIM, dtype=torch.float64), batch_size=batch_shape)
+
+
+def sample_vector(actor, batch: TensorDict) -> torch.Tensor:
+    """The stored sample the likelihood is a density of, flattened: the sample keys, plus the action
+    where they alone are narrower than the base noise (Gaussian: the action; reversible multistep:
+    (x_{N-1}, x_N))."""
+    parts = [batch[key].reshape(*batch.batch_size, -1) for key in actor.sample_keys]
+    if sum(part.shape[-1] for part in parts) < actor.noise_dim:
+        parts.append(batch["action"])
+    return torch.cat(parts, dim=-1)
+
+
+def first_minibatch(trainer) -> TensorDict:
+    """The first minibatch the update would see: a fresh rollout, advantages, flattened and shuffled."""
+    trainer.actor.eval()
+    rollout, _ = trainer.collector.collect(1)
+    trainer.advantage(rollout)
+    trainer.actor.train()
+    batch = rollout.exclude("next").reshape(-1)
+    size = batch.shape[0] // trainer.settings.minibatches
+    return batch[torch.randperm(batch.shape[0])[:size]]
+
+
+def test_expected_schemes_are_registered():
+    assert {"genpo", "gaussian", "reversible_multistep", "fpo", "dppo", "reinflow"} <= set(ACTORS)
+    assert set(ACTORS) - set(EXACT) == {"fpo"}
+
+
+@pytest.mark.parametrize("name", ACTORS)
+def test_every_scheme_has_a_policy_file_and_a_scheme_ablation(name):
+    assert (GIN_DIR / policy_file(name)).is_file(), f"actor {name!r} has no gin/{policy_file(name)}"
+    assert (GIN_DIR / "ablations" / f"scheme_{name}.gin").is_file(), f"actor {name!r} has no scheme ablation"
+
+
+# ------------------------------------------------------------------------------ ratio on fresh data
+@pytest.mark.parametrize("name", ACTORS)
+def test_fresh_data_ratio_is_one_through_the_loss(name, tmp_path):
+    """Rollout through the real collector (which stores the actor's sample keys), then PPOLoss."""
+    trainer, _ = new_experiment(tmp_path / "run", ["tasks/pendulum.gin", policy_file(name)], TINY_BINDINGS)
+    assert trainer.actor.registered_name == name
+    minibatch = first_minibatch(trainer)
+    assert set(trainer.actor.sample_keys) <= set(minibatch.keys())
+    losses = trainer.loss(minibatch)
+    assert losses["ratio_max_deviation"].item() < 1e-4
+    assert losses["clip_fraction"].item() == 0.0
+    assert abs(losses["kl_k1"].item()) < 1e-4
+    assert all(torch.isfinite(value).all() for key, value in losses.items() if key.startswith("loss_"))
+
+
+@pytest.mark.parametrize("name", ACTORS)
+def test_stored_log_prob_is_recomputed_and_reaches_every_parameter(name):
+    torch.manual_seed(0)
+    actor = small_actor(name)
+    with torch.no_grad():
+        batch = actor(observations(16))
+    log_prob = actor.log_prob(batch)
+    torch.testing.assert_close(log_prob, batch["action_log_prob"], rtol=0, atol=1e-10)
+    log_prob.sum().backward()
+    for parameter_name, parameter in actor.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, parameter_name
+
+
+# ------------------------------------------------------------------------------ exact schemes
+@pytest.mark.parametrize("batch_shape", [(), (2, 3)])
+@pytest.mark.parametrize("name", EXACT)
+def test_round_trip_reproduces_the_stored_sample(name, batch_shape):
+    """inverse(sample(z)) == z, and sampling again from the recovered noise gives the same stored sample."""
+    torch.manual_seed(1)
+    actor = small_actor(name)
+    noise = torch.randn(*batch_shape, actor.noise_dim, dtype=torch.float64)
+    with torch.no_grad():
+        batch = actor.sample(observations(*batch_shape), noise=noise)
+        recovered = actor.inverse(batch)
+        again = actor.sample(batch.select("observation").clone(), noise=recovered)
+    torch.testing.assert_close(recovered, noise, rtol=0, atol=1e-11)
+    for key in (*actor.sample_keys, "action", "action_log_prob"):
+        torch.testing.assert_close(again[key], batch[key], rtol=0, atol=1e-11)
+
+
+def autograd_log_prob(actor, observation: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log N(z) - log|det d sample / dz|, log|det|) from the full autograd Jacobian of z -> stored sample."""
+
+    def sample_of(z):
+        return sample_vector(actor, actor.sample(TensorDict(observation=observation, batch_size=[]), noise=z))
+
+    jacobian = torch.autograd.functional.jacobian(sample_of, noise)
+    assert jacobian.shape == (actor.noise_dim, actor.noise_dim), "the stored sample must be as wide as the noise"
+    sign, log_abs_det = torch.linalg.slogdet(jacobian)
+    assert sign != 0
+    return standard_normal_log_prob(noise) - log_abs_det, log_abs_det
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_log_prob_equals_autograd_jacobian_change_of_variables(name):
+    torch.manual_seed(2)
+    actor = small_actor(name, action_dim=2)
+    for _ in range(3):
+        observation = torch.randn(OBSERVATION_DIM, dtype=torch.float64)
+        noise = torch.randn(actor.noise_dim, dtype=torch.float64)
+        expected, _ = autograd_log_prob(actor, observation, noise)
+        with torch.no_grad():
+            batch = actor.sample(TensorDict(observation=observation, batch_size=[]), noise=noise)
+            torch.testing.assert_close(actor.log_prob(batch), expected, rtol=0, atol=1e-9)
+            torch.testing.assert_close(batch["action_log_prob"], expected, rtol=0, atol=1e-9)
+
+
+def test_reversible_multistep_log_det_is_the_coefficient_sum_and_matches_autograd():
+    """log|det d(x_{N-1}, x_N)/dz| = d (log s_0 + (N-1) log gamma), whatever the weights, state and z."""
+    torch.manual_seed(3)
+    d, num_steps, gamma, scale = 2, 4, 0.7, 0.5
+    bindings = [
+        f"actor.reversible_multistep.num_steps = {num_steps}",
+        f"actor.reversible_multistep.gamma = {gamma}",
+        f"actor.reversible_multistep.start_noise_scale = {scale}",
+    ]
+    actor = small_actor("reversible_multistep", d, bindings)
+    expected = d * (math.log(scale) + (num_steps - 1) * math.log(gamma))
+    assert actor.constant_log_det == pytest.approx(expected, abs=1e-14)
+    for _ in range(3):
+        _, log_abs_det = autograd_log_prob(
+            actor, torch.randn(OBSERVATION_DIM, dtype=torch.float64), torch.randn(2 * d, dtype=torch.float64)
+        )
+        assert log_abs_det.item() == pytest.approx(expected, abs=1e-10)
+    batch = actor(observations(5))
+    entropy = d * (1 + math.log(2 * math.pi)) + expected
+    torch.testing.assert_close(actor.entropy(batch), torch.full((5,), entropy, dtype=torch.float64))
+
+
+def hand_written_chain_log_prob(actor, batch: TensorDict) -> torch.Tensor:
+    """log N(x_0; 0, I) + sum_k log N(x_{k+1}; x_k + dt v(x_k, s, t_k), sigma_k^2 I), step by step through
+    the velocity network's plain ``compute`` and torch.distributions."""
+    observation, chain = batch["observation"], batch["chain"]
+    normal = torch.distributions.Normal
+    total = normal(0.0, 1.0).log_prob(chain[:, 0]).sum(-1)
+    for step in range(actor.num_steps):
+        state = chain[:, step]
+        time = torch.full(state.shape[:-1], step / actor.num_steps, dtype=state.dtype)
+        output = actor.velocity_network.compute(state, observation, time)
+        if actor.registered_name == "dppo":
+            velocity, sigma = output, actor.sigmas[step].expand_as(state)
+        else:
+            velocity, head = output.chunk(2, dim=-1)
+            sigma = actor.sigma_min + (actor.sigma_max - actor.sigma_min) * torch.sigmoid(head)
+        total = total + normal(state + velocity / actor.num_steps, sigma).log_prob(chain[:, step + 1]).sum(-1)
+    return total
+
+
+@pytest.mark.parametrize(
+    "name, bindings",
+    [
+        ("dppo", ["actor.dppo.num_steps = 3", "actor.dppo.sigma = (0.3, 0.05, 0.2)"]),
+        ("reinflow", ["actor.reinflow.num_steps = 3", "actor.reinflow.sigma_max = 0.5"]),
+    ],
+)
+def test_chain_log_prob_equals_hand_written_gaussian_chain(name, bindings):
+    torch.manual_seed(4)
+    actor = small_actor(name, 2, bindings)
+    with torch.no_grad():
+        batch = actor(observations(8))
+        expected = hand_written_chain_log_prob(actor, batch)
+        torch.testing.assert_close(actor.log_prob(batch), expected, rtol=0, atol=1e-10)
+    assert batch["chain"].shape == (8, 4, 2)
+    torch.testing.assert_close(batch["action"], batch["chain"][:, -1])
+    if name == "dppo":
+        torch.testing.assert_close(actor.sigmas, torch.tensor([0.3, 0.1, 0.2], dtype=torch.float64))  # floored
+        with torch.no_grad():  # the chain entropy is constant: it matches -mean log pi of fresh chains
+            fresh = actor(observations(4000))
+        negative_log_prob = -fresh["action_log_prob"]
+        standard_error = negative_log_prob.std().item() / math.sqrt(len(negative_log_prob))
+        assert negative_log_prob.mean().item() == pytest.approx(actor.entropy(fresh)[0].item(), abs=4 * standard_error)
+
+
+def test_zero_noise_is_deterministic_for_every_scheme():
+    for name in ACTORS:
+        gin.clear_config()
+        actor = small_actor(name)
+        batch = observations(4)
+        zeros = torch.zeros(4, actor.noise_dim, dtype=torch.float64)
+        first, second = (actor.sample(batch.clone(), noise=zeros)["action"] for _ in range(2))
+        assert torch.equal(first, second), name
+
+
+# ------------------------------------------------------------------------------ FPO (surrogate)
+def test_fpo_log_prob_is_minus_mean_cfm_loss_on_stored_pairs():
+    torch.manual_seed(5)
+    actor = small_actor("fpo", 2)
+    with torch.no_grad():
+        batch = actor(observations(6))
+        observation, action = batch["observation"], batch["action"]
+        tau, eps = batch["fpo_tau"], batch["fpo_noise"]
+        assert tau.shape == (6, 8) and eps.shape == (6, 8, 2)
+        losses = torch.zeros(6, 8, dtype=torch.float64)
+        for i in range(8):
+            x_tau = (1 - tau[:, i, None]) * eps[:, i] + tau[:, i, None] * action
+            prediction = actor.velocity_network.compute(x_tau, observation, tau[:, i])
+            losses[:, i] = (prediction - (action - eps[:, i])).pow(2).mean(-1)
+        torch.testing.assert_close(actor.log_prob(batch), -losses.mean(-1), rtol=0, atol=1e-12)
+    with pytest.raises(NotImplementedError, match="FPO has no exact inverse"):
+        actor.inverse(batch)
+
+
+def test_fpo_ratio_rises_where_the_flow_fits_the_action_better():
+    """One gradient step lowering the CFM loss on the stored pairs moves the ratio exp(L_old - L_new) above 1."""
+    torch.manual_seed(6)
+    actor = small_actor("fpo", 2)
+    with torch.no_grad():
+        batch = actor(observations(32))
+    optimizer = torch.optim.SGD(actor.parameters(), lr=1e-2)
+    (-actor.log_prob(batch).mean()).backward()
+    optimizer.step()
+    with torch.no_grad():
+        ratio = (actor.log_prob(batch) - batch["action_log_prob"]).exp()
+    assert ratio.mean().item() > 1.0
+
+
+# ------------------------------------------------------------------------------ one iteration per scheme
+@pytest.mark.parametrize("path", SCHEME_ABLATIONS, ids=[path.stem for path in SCHEME_ABLATIONS])
+def test_scheme_ablation_trains_one_iteration(path, tmp_path, make_tiny_experiment):
+    name = path.stem.removeprefix("scheme_")
+    trainer, _ = make_tiny_experiment(tmp_path / "run", config=path, extra=["genpo.run.iterations = 1"])
+    assert trainer.actor.registered_name == name
+    assert trainer.loss.clip_epsilon == (0.05 if name == "fpo" else 0.2)
+    assert trainer.loss.compression is None or name == "genpo"
+    trainer.train(1, quiet=True)
+    (row,) = read_metrics(tmp_path / "run" / "metrics.csv")
+    losses = {key: value for key, value in row.items() if key.endswith("_loss") or key.startswith("loss_")}
+    assert {"policy_loss", "value_loss"} <= set(losses)
+    assert all(math.isfinite(value) for value in losses.values()), losses
+    assert math.isfinite(row["kl_k1"]) and math.isfinite(row["clip_fraction"])

@@ -1,0 +1,282 @@
+"""``genpo sweep``: spec parsing and grid expansion, resuming, failure isolation, statistics, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import TINY_BINDINGS
+
+from genpo import analysis
+from genpo.cli import main
+from genpo.sweep import expand_grid, load_spec, parse_spec, plan, run_sweep, train_command
+
+pytestmark = pytest.mark.xdist_group("sweep")  # the subprocess runs share 2 cores: keep them off both workers
+
+
+def toml_list(values):
+    return "[" + ", ".join(json.dumps(value) for value in values) + "]"
+
+
+def write_spec(tmp_path, body, *, seeds=(0, 1), iterations=2, name="spec.toml"):
+    text = f"out = {json.dumps(str(tmp_path / 'out'))}\nseeds = {list(seeds)}\niterations = {iterations}\n"
+    text += f"bindings = {toml_list(TINY_BINDINGS)}\n" + textwrap.dedent(body)
+    path = tmp_path / name
+    path.write_text(text)
+    return load_spec(path)
+
+
+# ------------------------------------------------------------------------------------- spec and grid
+def test_grid_expands_to_the_cartesian_product():
+    variants = expand_grid(
+        {
+            "config": "tasks/pendulum.gin",
+            "prefix": "g",
+            "values": {"coupling.genpo.p": [0.7, 0.9], "flow.dummy_action.num_steps": [2, 5, 10], "genpo.trainer.kl_for_lr": ["'k3'"]},
+        }
+    )
+    assert len(variants) == 2 * 3 * 1
+    names = [variant.name for variant in variants]
+    assert names[0] == "g-p=0.7_num_steps=2_kl_for_lr=k3"
+    assert len(set(names)) == 6
+    assert variants[-1].bindings == ("coupling.genpo.p = 0.9", "flow.dummy_action.num_steps = 10", "genpo.trainer.kl_for_lr = 'k3'")
+    assert all(variant.config.name == "pendulum.gin" for variant in variants)
+
+
+def test_grid_keeps_full_keys_when_short_names_collide_and_formats_gin_values():
+    variants = expand_grid(
+        {"config": "tasks/pendulum.gin", "values": {"coupling.genpo.p": [0.5], "coupling.affine.p": [0.6]}, "prefix": ""}
+    )
+    assert [variant.name for variant in variants] == ["coupling.genpo.p=0.5_coupling.affine.p=0.6"]
+    variants = expand_grid(
+        {"config": "tasks/pendulum.gin", "values": {"flow.dummy_action.coupling": ["@coupling.leapfrog()"], "x.y": [[64, 64], True]}}
+    )
+    assert [variant.bindings[1] for variant in variants] == ["x.y = (64, 64)", "x.y = True"]
+    assert variants[0].name == "pendulum-coupling=coupling.leapfrog_y=64-64"
+
+
+def test_spec_combines_variants_and_grid(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        """
+        [[variants]]
+        name = "genpo"
+        config = "tasks/pendulum.gin"
+
+        [[variants]]
+        name = "raw_time"
+        config = "ablations/time_embedding_raw.gin"
+        bindings = ["readout.linear.alpha = 0.3"]
+
+        [grid]
+        config = "tasks/pendulum.gin"
+        [grid.values]
+        "coupling.genpo.p" = [0.7, 0.9]
+        """,
+        seeds=(0, 1, 2),
+    )
+    assert [variant.name for variant in spec.variants] == ["genpo", "raw_time", "pendulum-p=0.7", "pendulum-p=0.9"]
+    jobs = plan(spec)
+    assert len(jobs) == 4 * 3
+    job = next(job for job in jobs if job.variant.name == "raw_time" and job.seed == 2)
+    assert job.run_dir == tmp_path / "out" / "raw_time" / "seed2"
+    command = train_command(job)
+    assert command[3:5] == ["train", str(job.variant.config)]
+    assert ["--seed", "2"] == command[command.index("--seed") : command.index("--seed") + 2]
+    assert ["--iterations", "2"] == command[command.index("--iterations") : command.index("--iterations") + 2]
+    assert command[-2:] == ["--gin", "genpo.run.num_threads = 1"]
+    assert command[-4:-2] == ["--gin", "readout.linear.alpha = 0.3"]  # variant bindings after the spec's
+
+
+def test_env_steps_budget_rounds_up_to_whole_iterations(tmp_path):
+    text = f'out = "{tmp_path}"\nenv_steps = 300\n[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n'
+    text += 'bindings = ["genpo.build_env.num_envs = 16", "genpo.trainer.steps_per_env = 8"]\n'
+    assert plan(parse_spec(text))[0].iterations == 3  # 300 / 128 -> 3
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('seeds = [0]\niterations = 1\n[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n', "'out'"),
+        ('out = "x"\n[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n', "exactly one budget"),
+        ('out = "x"\niterations = 1\n', "no variants"),
+        ('out = "x"\niterations = 1\n[[variants]]\nname = "a b"\nconfig = "tasks/pendulum.gin"\n', "safe directory name"),
+        ('out = "x"\niterations = 1\nseed = [1]\n[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n', "unknown keys"),
+    ],
+    ids=["no_out", "no_budget", "no_variants", "bad_name", "typo"],
+)
+def test_bad_spec_fails_naming_the_problem(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_spec(text)
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def test_iqm_of_known_arrays():
+    assert analysis.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)  # trims 2 from each end: mean(3..6)
+    assert analysis.iqm([0, 1, 2, 3, 100]) == pytest.approx(2.0)  # trims 1 from each end
+    assert analysis.iqm([1.0, 2.0, 6.0]) == pytest.approx(3.0)  # fewer than 4: the plain mean
+    assert analysis.iqm(np.array([[4, 1, 3, 2], [8, 5, 7, 6]]), axis=1) == pytest.approx([2.5, 6.5])
+
+
+def test_mean_std_and_final_return():
+    assert analysis.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    mean, std = analysis.mean_std([5.0])
+    assert mean == 5.0 and math.isnan(std)
+    rows = [{"return_mean": value} for value in (math.nan, 1.0, 2.0, math.nan, 4.0, 6.0)]
+    assert analysis.final_return(rows, last_k=3) == pytest.approx(4.0)
+    assert analysis.final_return(rows, last_k=1) == pytest.approx(6.0)
+    assert math.isnan(analysis.final_return([{"return_mean": math.nan}]))
+
+
+def test_bootstrap_ci_covers_the_truth_and_shrinks_with_more_seeds():
+    rng = np.random.default_rng(1)
+    widths = []
+    for seeds in (5, 20, 80):
+        scores = rng.normal(10.0, 2.0, size=seeds)
+        point, low, high = analysis.stratified_bootstrap_ci(scores, analysis.iqm)
+        assert low <= point <= high
+        assert low <= 10.0 <= high
+        widths.append(high - low)
+    assert widths[0] > widths[1] > widths[2]
+    # fixed RNG: the same input gives the same interval
+    assert analysis.stratified_bootstrap_ci([1.0, 2.0, 3.0, 9.0]) == analysis.stratified_bootstrap_ci([1.0, 2.0, 3.0, 9.0])
+
+
+def test_stratified_bootstrap_resamples_within_each_stratum():
+    scores = np.array([[0.0, 100.0], [1.0, 101.0], [2.0, 102.0]])  # runs x 2 strata
+    _, low, high = analysis.stratified_bootstrap_ci(scores, np.mean, resamples=500)
+    # each resample keeps 3 values of each stratum, so its mean stays within [50, 52]
+    assert 50.0 <= low <= high <= 52.0
+
+
+def test_curves_interpolate_to_a_common_grid_with_a_band():
+    runs = [
+        analysis.RunRecord(0, [{"env_steps": s, "wall_time": 1.0, "return_mean": s / 10} for s in (10, 20, 30)], 3.0),
+        analysis.RunRecord(1, [{"env_steps": s, "wall_time": 2.0, "return_mean": s / 5} for s in (10, 20, 30, 40)], 8.0),
+    ]
+    stats = analysis.summarize_variant("v", runs, last_k=1)
+    band = stats.curves["env_steps"]
+    assert band.grid[0] == 10 and band.grid[-1] == 30  # the range both runs cover
+    assert band.mean[-1] == pytest.approx((3.0 + 6.0) / 2)
+    assert np.all(band.low <= band.mean + 1e-9) and np.all(band.mean <= band.high + 1e-9)
+    assert stats.curves["wall_time"].grid[-1] == pytest.approx(3.0)  # cumulative seconds, shortest run
+    assert (stats.runs, stats.mean, stats.train_seconds) == (2, pytest.approx(5.5), pytest.approx(5.5))
+
+
+# ------------------------------------------------------------------------------------------ real sweeps
+@pytest.fixture(scope="module")
+def resumed_sweep(tmp_path_factory):
+    """A tiny real sweep (2 variants x 2 seeds x 2 iterations), run, one summary deleted, run again."""
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    spec = write_spec(
+        tmp_path,
+        """
+        [[variants]]
+        name = "genpo"
+        config = "tasks/pendulum.gin"
+
+        [[variants]]
+        name = "gaussian"
+        config = "tasks/pendulum_gaussian.gin"
+        """,
+    )
+    first = run_sweep(spec, max_parallel=2)
+    metrics = {job.label: job.run_dir / "metrics.csv" for job in plan(spec)}
+    stamps = {label: path.stat().st_mtime_ns for label, path in metrics.items()}
+    (spec.out / "gaussian" / "seed1" / "summary.json").unlink()
+    events = []
+    second = run_sweep(spec, max_parallel=2, on_event=lambda event, job, result: events.append((event, job.label)))
+    code = main(["sweep", str(spec.path), "--report-only"])
+    return spec, first, second, events, stamps, metrics, code
+
+
+def test_sweep_runs_everything_then_reruns_only_the_unfinished_run(resumed_sweep):
+    spec, first, second, events, stamps, metrics, _ = resumed_sweep
+    assert [result.status for result in first] == ["ok"] * 4
+    assert sorted(events) == sorted(
+        [("skip", "genpo/seed0"), ("skip", "genpo/seed1"), ("skip", "gaussian/seed0"), ("start", "gaussian/seed1"), ("done", "gaussian/seed1")]
+    )
+    assert [result.status for result in second] == ["skipped", "skipped", "skipped", "ok"]
+    for label, path in metrics.items():
+        changed = path.stat().st_mtime_ns != stamps[label]
+        assert changed == (label == "gaussian/seed1"), label
+    rerun = spec.out / "gaussian" / "seed1"
+    assert json.loads((rerun / "summary.json").read_text())["iterations"] == 2
+    assert len((rerun / "metrics.csv").read_text().splitlines()) == 1 + 2  # restarted from scratch, not appended
+
+
+def test_report_has_every_variant_and_the_plots(resumed_sweep):
+    spec, *_, code = resumed_sweep
+    assert code == 0
+    report = (spec.out / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    assert [row.split("|")[1].strip() for row in rows] == ["genpo", "gaussian"]
+    assert all(row.split("|")[2].strip() == "2" for row in rows)
+    assert "genpo sweep" in report and "--report-only" in report and "tasks/pendulum_gaussian.gin" in report
+    for name in ("curves_env_steps.png", "curves_wall_time.png", "curves.csv"):
+        assert (spec.out / name).stat().st_size > 0
+
+
+def test_failing_run_is_reported_and_the_others_finish(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path,
+        """
+        [[variants]]
+        name = "good"
+        config = "tasks/pendulum.gin"
+
+        [[variants]]
+        name = "bad"
+        config = "tasks/pendulum.gin"
+        bindings = ["coupling.genpo.q = 0.5"]
+        """,
+        seeds=(0,),
+        iterations=1,
+    )
+    code = main(["sweep", str(spec.path), "--max-parallel", "2"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "FAIL  bad/seed0" in captured.err and "doesn't have a parameter named 'q'" in captured.err
+    assert json.loads((spec.out / "good" / "seed0" / "summary.json").read_text())["iterations"] == 1
+    status = json.loads((spec.out / "bad" / "seed0" / "sweep_run.json").read_text())
+    assert status["returncode"] != 0 and "'q'" in status["stderr_tail"]
+    report = (spec.out / "report.md").read_text()
+    assert "## Failed runs" in report and "bad/seed0" in report and "| good | 1 |" in report and "| bad | 0 |" in report
+
+
+def test_dry_run_prints_commands_and_runs_nothing(tmp_path, capsys):
+    spec = write_spec(tmp_path, '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n')
+    assert main(["sweep", str(spec.path), "--dry-run"]) == 0
+    output = capsys.readouterr().out
+    assert output.count("run   a/seed") == 2 and "--seed 1" in output
+    assert not spec.out.exists()
+
+
+def test_job_state_skips_finished_extends_clean_and_restarts_broken_runs(tmp_path):
+    from genpo.sweep import job_state
+
+    spec = write_spec(tmp_path, '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n', seeds=(0, 1, 2, 3), iterations=5)
+    jobs = plan(spec)
+    for job in jobs:
+        job.run_dir.mkdir(parents=True)
+        (job.run_dir / "checkpoints").mkdir()
+        (job.run_dir / "checkpoints" / "latest.pt").write_bytes(b"")
+    (jobs[0].run_dir / "summary.json").write_text(json.dumps({"iterations": 5}))  # finished
+    (jobs[1].run_dir / "summary.json").write_text(json.dumps({"iterations": 3}))  # clean, smaller budget
+    (jobs[1].run_dir / "sweep_run.json").write_text(json.dumps({"returncode": 0}))
+    (jobs[2].run_dir / "summary.json").write_text(json.dumps({"iterations": 3}))  # died (non-finite loss)
+    (jobs[2].run_dir / "sweep_run.json").write_text(json.dumps({"returncode": 1}))
+    assert [job_state(job) for job in jobs] == [("finished", None), ("extend", 2), ("fresh", None), ("fresh", None)]
+    assert train_command(jobs[1], 2)[-5:] == ["--resume", str(jobs[1].run_dir), "--iterations", "2", "--quiet"]
+
+
+def test_example_spec_parses():
+    from genpo.builders.config import GIN_DIR
+
+    spec = load_spec(GIN_DIR.parent / "sweeps" / "pendulum_schemes.toml")
+    names = [variant.name for variant in spec.variants]
+    assert names[:2] == ["genpo", "gaussian"]
+    assert (spec.seeds, spec.iterations, spec.threads_per_run) == ((0, 1, 2), 60, 1)
