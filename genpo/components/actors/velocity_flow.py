@@ -47,14 +47,9 @@ class VelocityFlowActor(Actor):
         self.dt = 1.0 / num_steps
         self.velocity_network = velocity_network(action_dim, observation_dim, output_fields=self.velocity_fields)
 
-    def step_times(self, like: torch.Tensor) -> torch.Tensor:
-        """t_k = k / N, k = 0 .. N-1, in ``like``'s dtype and device (exact in float64, not a float32 buffer)."""
-        return torch.arange(self.num_steps, dtype=like.dtype, device=like.device) / self.num_steps
-
     def contexts(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(observation projection [*B, H], step-time projections [N, H]) for one pass."""
-        net = self.velocity_network
-        return net.project_observation(observation), net.project_times(self.step_times(observation))
+        return self.velocity_network.step_contexts(observation, self.num_steps)
 
     def fields(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The network's raw output [*, velocity_fields * d] at ``x`` for a precomputed ``context``."""

@@ -47,7 +47,6 @@ class DummyActionFlow(TensorDictComponent):
             action_dim, observation_dim, output_fields=self.coupling.fields_per_half
         )
         self.dt = 1.0 / num_steps
-        self.register_buffer("step_times", torch.arange(num_steps, dtype=torch.float32) / num_steps)
 
     @property
     def constant_log_det(self) -> float:
@@ -57,8 +56,7 @@ class DummyActionFlow(TensorDictComponent):
     def step_velocities(self, observation: torch.Tensor) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """One velocity function per step, with the observation and time projections precomputed."""
         net = self.velocity_network
-        observation_context = net.project_observation(observation)
-        time_contexts = net.project_times(self.step_times.to(observation.dtype))
+        observation_context, time_contexts = net.step_contexts(observation, self.num_steps)
         return [
             (lambda half, context=observation_context + time_contexts[step]: net.velocity(half, context))
             for step in range(self.num_steps)

@@ -60,6 +60,12 @@ class VelocityMLP(TensorDictComponent):
         """[N] step times -> [N, hidden]: the time embedding's contribution to the first layer."""
         return self.time_projection(self.time_embedding.compute(times))
 
+    def step_contexts(self, observation: torch.Tensor, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observation projection [*B, H], projections of the step times t_k = k / N [N, H]) for one pass
+        of an N-step flow; the times are built in the observation's dtype (exact in float64)."""
+        times = torch.arange(num_steps, dtype=observation.dtype, device=observation.device) / num_steps
+        return self.project_observation(observation), self.project_times(times)
+
     def velocity(self, half: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """v from the half and a precomputed ``context`` = observation projection + time projection."""
         return self.trunk(self.first_activation(self.half_projection(half) + context))
