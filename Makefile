@@ -2,7 +2,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-TASK ?= gin/tasks/pendulum.gin
+TASK ?= gin/tasks/halfcheetah.gin
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
