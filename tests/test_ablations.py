@@ -82,6 +82,7 @@ EFFECTS = {
     "lr_controller.kl_adaptive.learning_rate": lambda trainer: trainer.lr_controller.learning_rate,
     "genpo.trainer.kl_for_lr": lambda trainer: trainer.settings.kl_for_lr,
     "genpo.policy.actor": lambda trainer: trainer.actor,
+    "actor.fpo.solver": lambda trainer: trainer.actor.solver,
 }
 
 
