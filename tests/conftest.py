@@ -50,3 +50,14 @@ def make_tiny_experiment():
         return new_experiment(run_dir, [config], [*TINY_BINDINGS, *extra])
 
     return make
+
+
+def first_minibatch(trainer):
+    """The first minibatch the trainer's update would see: a fresh rollout, GAE, flattened, shuffled."""
+    trainer.actor.eval()
+    rollout, _ = trainer.collector.collect(1)
+    trainer.advantage(rollout)
+    trainer.actor.train()
+    batch = rollout.exclude("next").reshape(-1)
+    size = batch.shape[0] // trainer.settings.minibatches
+    return batch[torch.randperm(batch.shape[0])[:size]]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import GAUSSIAN_CONFIG, GENPO_CONFIG
+from conftest import GAUSSIAN_CONFIG, GENPO_CONFIG, first_minibatch
 from tensordict import TensorDict
 from torch import nn
 
@@ -64,15 +64,6 @@ def constructed_batch(ratios, advantages, *, values=None, old_values=None, targe
     )
 
 
-def first_minibatch(trainer):
-    """The first minibatch the trainer's update would see: a fresh rollout, GAE, flattened, shuffled."""
-    trainer.actor.eval()
-    rollout, _ = trainer.collector.collect(1)
-    trainer.advantage(rollout)
-    trainer.actor.train()
-    batch = rollout.exclude("next").reshape(-1)
-    size = batch.shape[0] // trainer.settings.minibatches
-    return batch[torch.randperm(batch.shape[0])[:size]]
 
 
 # ------------------------------------------------------------------------------ ratio on fresh data

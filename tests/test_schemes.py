@@ -14,7 +14,7 @@ import math
 import gin
 import pytest
 import torch
-from conftest import TINY_BINDINGS
+from conftest import TINY_BINDINGS, first_minibatch
 from tensordict import TensorDict
 
 import genpo  # noqa: F401  (registers every library component)
@@ -59,15 +59,6 @@ def sample_vector(actor, batch: TensorDict) -> torch.Tensor:
     return torch.cat(parts, dim=-1)
 
 
-def first_minibatch(trainer) -> TensorDict:
-    """The first minibatch the update would see: a fresh rollout, advantages, flattened and shuffled."""
-    trainer.actor.eval()
-    rollout, _ = trainer.collector.collect(1)
-    trainer.advantage(rollout)
-    trainer.actor.train()
-    batch = rollout.exclude("next").reshape(-1)
-    size = batch.shape[0] // trainer.settings.minibatches
-    return batch[torch.randperm(batch.shape[0])[:size]]
 
 
 def test_expected_schemes_are_registered():
