@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from genpo.components.base import TensorDictComponent
 from genpo.components.networks.mlp import check_positive_int, mlp
