@@ -11,9 +11,9 @@ slows all of them alike.
 
 - ``genpo-gaussian``: ``tasks/<env>_gaussian.gin`` built with ``new_experiment`` into a temporary
   run directory, timed with ``trainer.run_iteration()``.
-- ``rsl_rl``: rsl-rl-lib 5.x ``OnPolicyRunner`` (PPO, ``MLPModel`` actor with a Gaussian distribution
-  and critic, ELU, empirical observation normalisation, adaptive lr) on a thin ``VecEnv`` adapter over
-  the same ``BatchedEnv``; timed with ``runner.learn(num_learning_iterations=1)``.
+- ``rsl_rl``: rsl-rl-lib 5.x ``OnPolicyRunner`` configured from the ``genpo-gaussian`` trainer by
+  ``genpo.baselines.rsl_rl.runner_config`` (so the two share every setting rsl_rl has), on rsl_rl's
+  ``VecEnv`` shape over the same ``BatchedEnv``; timed with ``runner.learn(num_learning_iterations=1)``.
 - ``genpo``: ``tasks/<env>.gin`` (GenPO, N = 5, p = 0.9, Mish, compression on every sample).
 - ``floor``: GenPO's compute floor. The same velocity network and critic (the genpo trainer's modules),
   run alone in a tight loop: per env step 2N velocity calls and 1 critic call at batch num_envs without
@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
-import io
 import statistics
 import sys
 import tempfile
@@ -63,9 +61,9 @@ from pathlib import Path
 
 import gin
 import torch
-from tensordict import TensorDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from genpo.baselines import rsl_rl  # noqa: E402
 from genpo.builders import new_experiment  # noqa: E402
 from genpo.builders.env import build_env  # noqa: E402
 from genpo.envs.base import BatchedEnv  # noqa: E402
@@ -104,75 +102,6 @@ def genpo_trainer(run_dir: Path, config: str, bindings: list[str]) -> Trainer:
     trainer, _ = new_experiment(run_dir, [config], bindings)
     gin.clear_config()
     return trainer
-
-
-# ------------------------------------------------------------------------------------------ rsl_rl run
-def rsl_rl_runner(env: BatchedEnv, args: argparse.Namespace):
-    """rsl-rl-lib 5.x ``OnPolicyRunner`` with the same schedule, widths, activation and lr rule."""
-    from rsl_rl.env import VecEnv
-    from rsl_rl.runners import OnPolicyRunner
-
-    class BatchedVecEnv(VecEnv):
-        """rsl_rl's ``VecEnv`` over a genpo ``BatchedEnv``: observations as the ``policy`` group,
-        ``dones = terminated | truncated``, ``extras["time_outs"] = truncated``."""
-
-        def __init__(self, env: BatchedEnv):
-            self.env = env
-            self.num_envs = env.num_envs
-            self.num_actions = env.action_dim
-            self.max_episode_length = env.max_episode_steps
-            self.episode_length_buf = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
-            self.device = env.device
-            self.cfg = {}
-            self._observations = self._group(env.reset()["observation"])
-
-        def _group(self, observation: torch.Tensor) -> TensorDict:
-            return TensorDict({"policy": observation}, batch_size=[self.num_envs], device=self.device)
-
-        def get_observations(self) -> TensorDict:
-            return self._observations
-
-        def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
-            result = self.env.step(actions)
-            truncated = result["truncated"]
-            dones = result["terminated"] | truncated
-            self.episode_length_buf += 1
-            self.episode_length_buf.masked_fill_(dones, 0)
-            self._observations = self._group(result["observation"])
-            return self._observations, result["reward"], dones.long(), {"time_outs": truncated}
-
-    hidden = list(args.hidden)
-    config = {
-        "num_steps_per_env": args.steps,
-        "save_interval": 10**9,
-        "check_for_nan": True,
-        "obs_groups": {"actor": ["policy"], "critic": ["policy"]},
-        "algorithm": {
-            "class_name": "PPO",
-            "num_learning_epochs": args.epochs,
-            "num_mini_batches": args.minibatches,
-            "clip_param": 0.2,
-            "gamma": 0.99,
-            "lam": 0.95,
-            "value_loss_coef": 1.0,
-            "entropy_coef": 0.0,  # genpo's Gaussian config: entropy computed, coefficient 0
-            "learning_rate": 1e-3,
-            "max_grad_norm": 1.0,
-            "use_clipped_value_loss": True,
-            "schedule": "adaptive",
-            "desired_kl": 0.01,
-        },
-        "actor": {
-            "class_name": "MLPModel",
-            "hidden_dims": hidden,
-            "activation": "elu",
-            "obs_normalization": True,
-            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": 1.0},
-        },
-        "critic": {"class_name": "MLPModel", "hidden_dims": hidden, "activation": "elu", "obs_normalization": True},
-    }
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints both models
-        return OnPolicyRunner(BatchedVecEnv(env), config, log_dir=None, device=str(env.device))
 
 
 # ------------------------------------------------------------------------------------------ the floor
@@ -264,12 +193,12 @@ def throughput(env_name: str, args: argparse.Namespace) -> None:
         gaussian = genpo_trainer(root / "gaussian", gaussian_config(env_name), common)
         genpo = genpo_trainer(root / "genpo", genpo_config(env_name), common)
         rsl_env = build_env(env_name, args.num_envs, seed=0, num_threads=args.env_threads)
-        runner = rsl_rl_runner(rsl_env, args)
+        runner = rsl_rl.build_runner(rsl_env, rsl_rl.runner_config(gaussian))
         floor_env = build_env(env_name, args.num_envs, seed=0, num_threads=args.env_threads)
         floor = ComputeFloor(genpo, floor_env, args)
         contenders = {
             "genpo-gaussian": gaussian.run_iteration,
-            "rsl_rl": lambda: runner.learn(num_learning_iterations=1),
+            "rsl_rl": lambda: rsl_rl.run_iteration(runner),
             "genpo": genpo.run_iteration,
             "floor": floor.run_iteration,
         }

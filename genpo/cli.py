@@ -15,6 +15,8 @@ from genpo import registry
 def _train(args: argparse.Namespace) -> int:
     from genpo.builders.experiment import new_experiment, resume_experiment
 
+    if args.trainer == "rsl_rl":
+        return _train_rsl_rl(args)
     if args.resume:
         if args.config or args.gin or args.seed is not None:
             raise SystemExit("genpo train --resume DIR takes only --iterations/--quiet: the run's config.gin is reused")
@@ -22,18 +24,40 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if not args.config:
             raise SystemExit("genpo train: give a CONFIG.gin (e.g. gin/tasks/pendulum.gin) or --resume DIR")
-        bindings = list(args.gin)
-        if args.seed is not None:
-            bindings.append(f"genpo.run.seed = {args.seed}")
-        if args.iterations is not None:
-            bindings.append(f"genpo.run.iterations = {args.iterations}")
-        out = args.out or Path("runs") / f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        trainer, settings = new_experiment(out, [args.config], bindings)
+        out = args.out or _default_out(args.config)
+        trainer, settings = new_experiment(out, [args.config], _run_bindings(args))
     iterations = args.iterations or settings.iterations
     summary = trainer.train(iterations, quiet=args.quiet)
     print(f"run directory: {trainer.run_dir}")
     print(f"learning curve: {trainer.run_dir / 'learning_curve.png'}")
     print(f"checkpoint: {trainer.checkpoint_path}")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_bindings(args: argparse.Namespace) -> list[str]:
+    bindings = list(args.gin)
+    if args.seed is not None:
+        bindings.append(f"genpo.run.seed = {args.seed}")
+    if args.iterations is not None:
+        bindings.append(f"genpo.run.iterations = {args.iterations}")
+    return bindings
+
+
+def _default_out(config: str) -> Path:
+    return Path("runs") / f"{Path(config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _train_rsl_rl(args: argparse.Namespace) -> int:
+    from genpo.baselines import rsl_rl
+
+    if args.resume:
+        raise SystemExit("genpo train --trainer rsl_rl: --resume is not supported (rsl_rl runs start fresh)")
+    if not args.config:
+        raise SystemExit("genpo train --trainer rsl_rl: give a Gaussian CONFIG.gin (e.g. gin/tasks/hopper_gaussian.gin)")
+    out = args.out or _default_out(args.config)
+    summary = rsl_rl.train(out, [args.config], _run_bindings(args), quiet=args.quiet)
+    print(f"run directory: {out}")
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -81,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--iterations", type=int, help="iterations to run (with --resume: how many more)")
     train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="plain log lines instead of a progress bar")
+    train.add_argument(
+        "--trainer",
+        choices=("genpo", "rsl_rl"),
+        default="genpo",
+        help="rsl_rl: train a Gaussian config with rsl_rl's OnPolicyRunner instead (needs the bench extra)",
+    )
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run's latest checkpoint; prints JSON")
@@ -110,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as error:
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError, ImportError) as error:
         print(f"genpo {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -13,6 +13,7 @@ A spec (see ``docs/sweeps.md``)::
     name = "genpo"
     config = "tasks/pendulum.gin"           # a task config or an ablation file
     bindings = []                           # optional
+    trainer = "genpo"                       # optional; "rsl_rl" for rsl_rl's runner on a Gaussian config
 
     [[grid]]                                # optional, repeatable: the cartesian product of values
     config = "tasks/pendulum.gin"
@@ -67,11 +68,15 @@ _SPEC_KEYS = {
 
 
 # ------------------------------------------------------------------------------------------ the spec
+TRAINERS = ("genpo", "rsl_rl")
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
     config: Path
     bindings: tuple[str, ...] = ()
+    trainer: str = "genpo"  # "rsl_rl": rsl_rl's OnPolicyRunner on the (Gaussian) config; see genpo.baselines.rsl_rl
 
 
 @dataclass(frozen=True)
@@ -176,10 +181,16 @@ def parse_spec(text: str, path: Path | str = "<spec>") -> SweepSpec:
         raise ValueError(f"{path}: give exactly one budget, 'iterations' or 'env_steps'")
     variants: list[Variant] = []
     for entry in data.get("variants", []):
-        unknown = set(entry) - {"name", "config", "bindings"}
+        unknown = set(entry) - {"name", "config", "bindings", "trainer"}
         if unknown or "name" not in entry or "config" not in entry:
-            raise ValueError(f"{path}: each [[variants]] needs 'name' and 'config' (optional 'bindings'), got {entry!r}")
-        variants.append(Variant(str(entry["name"]), resolve_config_path(entry["config"]), tuple(entry.get("bindings", ()))))
+            raise ValueError(
+                f"{path}: each [[variants]] needs 'name' and 'config' (optional 'bindings', 'trainer'), got {entry!r}"
+            )
+        trainer = entry.get("trainer", "genpo")
+        if trainer not in TRAINERS:
+            raise ValueError(f"{path}: variant {entry['name']!r}: trainer must be one of {TRAINERS}, got {trainer!r}")
+        config = resolve_config_path(entry["config"])
+        variants.append(Variant(str(entry["name"]), config, tuple(entry.get("bindings", ())), trainer))
     grids = data.get("grid", [])
     for grid in [grids] if isinstance(grids, dict) else grids:
         variants.extend(expand_grid(grid, path))
@@ -292,6 +303,8 @@ def train_command(job: Job, resume_iterations: int | None = None) -> list[str]:
         return [*command, "--resume", str(job.run_dir), "--iterations", str(resume_iterations), "--quiet"]
     command += [str(job.variant.config), "--out", str(job.run_dir), "--seed", str(job.seed)]
     command += ["--iterations", str(job.iterations), "--quiet"]
+    if job.variant.trainer != "genpo":
+        command += ["--trainer", job.variant.trainer]
     for binding in (*job.bindings, f"genpo.run.num_threads = {job.threads}"):
         command += ["--gin", binding]
     return command
@@ -317,7 +330,7 @@ def job_state(job: Job) -> tuple[str, int | None]:
 
     Extending needs a clean finish (the sweep's record says exit code 0 and the final checkpoint
     exists); a run that died part-way restarts from scratch, because its metrics.csv may hold rows
-    past its last checkpoint.
+    past its last checkpoint. rsl_rl runs write no genpo checkpoint, so they always restart.
     """
     done = completed_iterations(job.run_dir)
     if done is not None and done >= job.iterations:

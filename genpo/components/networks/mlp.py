@@ -47,6 +47,16 @@ def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activa
     return nn.Sequential(*layers)
 
 
+def mlp_layout(network: nn.Sequential) -> tuple[tuple[int, ...], str]:
+    """``(hidden_sizes, activation)`` of a network built by :func:`mlp` (to rebuild it elsewhere)."""
+    linears = [layer for layer in network if isinstance(layer, nn.Linear)]
+    names = {cls: name for name, cls in ACTIVATIONS.items()}
+    activations = {names.get(type(layer)) for layer in network if not isinstance(layer, nn.Linear)}
+    if len(activations) > 1 or None in activations:
+        raise ValueError(f"mlp_layout: not a network built by mlp(): {network}")
+    return tuple(layer.out_features for layer in linears[:-1]), activations.pop() if activations else "elu"
+
+
 def check_positive_int(owner: str, name: str, value: int) -> int:
     """Reject non-integer or non-positive sizes with a message naming ``owner.name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
