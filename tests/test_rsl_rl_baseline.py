@@ -71,7 +71,7 @@ def test_a_genpo_config_is_refused_naming_the_actor(tmp_path):
 
 class ScriptedEnv(BatchedEnv):
     """Two envs; env 0 ends an episode every 2 steps (terminated), env 1 every 3 (truncated);
-    the reward of step t is t + 1 in env 0 and 10 in env 1."""
+    the reward of step t is t in env 0 and 10 in env 1; ``episode_info["env"]`` is the env's index."""
 
     num_envs, observation_dim, action_dim, max_episode_steps = 2, 1, 1, 3
     device = torch.device("cpu")
@@ -88,8 +88,16 @@ class ScriptedEnv(BatchedEnv):
         truncated = torch.tensor([False, self.t % 3 == 0])
         reward = torch.tensor([float(self.t), 10.0])
         observation = torch.zeros(2, 1)
+        info = TensorDict({"env": torch.tensor([0, 1])}, batch_size=[2])
         return TensorDict(
-            {"observation": observation, "final_observation": observation, "reward": reward, "terminated": terminated, "truncated": truncated},
+            {
+                "observation": observation,
+                "final_observation": observation,
+                "reward": reward,
+                "terminated": terminated,
+                "truncated": truncated,
+                "episode_info": info,
+            },
             batch_size=[2],
         )
 
@@ -106,12 +114,13 @@ def test_vec_env_records_each_finished_episode_and_flags_time_outs():
     for _ in range(6):
         _, _, dones, extras = env.step(torch.zeros(2, 1))
         time_outs.append(extras["time_outs"].tolist())
-    returns, lengths = env.pop_episodes()
+    episodes = env.pop_episodes()
     # env 0: (1 + 2), (3 + 4), (5 + 6) at t = 2, 4, 6; env 1: 30 at t = 3 and t = 6
-    assert sorted(returns.tolist()) == [3.0, 7.0, 11.0, 30.0, 30.0]
-    assert sorted(lengths.tolist()) == [2, 2, 2, 3, 3]
+    assert sorted(episodes["return"].tolist()) == [3.0, 7.0, 11.0, 30.0, 30.0]
+    assert sorted(episodes["length"].tolist()) == [2, 2, 2, 3, 3]
+    assert sorted(episodes["info/env"].tolist()) == [0, 0, 0, 1, 1]
     assert time_outs[2] == [False, True] and time_outs[1] == [False, False]
-    assert env.pop_episodes()[0].numel() == 0
+    assert env.pop_episodes()["return"].numel() == 0
 
 
 def _train(run_dir, seed=0):

@@ -76,8 +76,7 @@ def vec_env(env: BatchedEnv):
             self.device = env.device
             self.cfg = {}
             self.episode_return = torch.zeros(env.num_envs, device=env.device)
-            self.finished_returns: list[torch.Tensor] = []
-            self.finished_lengths: list[torch.Tensor] = []
+            self.finished: dict[str, list[torch.Tensor]] = {"return": [], "length": []}
             self._observations = self._group(env.reset()["observation"])
 
         def _group(self, observation: torch.Tensor) -> TensorDict:
@@ -93,19 +92,21 @@ def vec_env(env: BatchedEnv):
             self.episode_length_buf += 1
             self.episode_return += result["reward"]
             if dones.any():
-                self.finished_returns.append(self.episode_return[dones].clone())
-                self.finished_lengths.append(self.episode_length_buf[dones].clone())
+                self.finished["return"].append(self.episode_return[dones].clone())
+                self.finished["length"].append(self.episode_length_buf[dones].float())
+                for key, value in result.get("episode_info", {}).items():
+                    self.finished.setdefault(f"info/{key}", []).append(value[dones].float())
             self.episode_length_buf.masked_fill_(dones, 0)
             self.episode_return.masked_fill_(dones, 0.0)
             self._observations = self._group(result["observation"])
             return self._observations, result["reward"], dones.long(), {"time_outs": truncated}
 
-        def pop_episodes(self) -> tuple[torch.Tensor, torch.Tensor]:
-            """Returns and lengths of the episodes finished since the last call."""
-            returns = torch.cat(self.finished_returns) if self.finished_returns else torch.zeros(0)
-            lengths = torch.cat(self.finished_lengths) if self.finished_lengths else torch.zeros(0)
-            self.finished_returns, self.finished_lengths = [], []
-            return returns, lengths
+        def pop_episodes(self) -> dict[str, torch.Tensor]:
+            """``return``, ``length`` and ``info/<key>`` (the env's ``episode_info``) of each episode
+            finished since the last call."""
+            episodes = {key: torch.cat(values) if values else torch.zeros(0) for key, values in self.finished.items()}
+            self.finished = {"return": [], "length": []}
+            return episodes
 
     return BatchedVecEnv(env)
 
@@ -190,16 +191,19 @@ def run_iteration(runner) -> dict[str, float]:
     start = time.perf_counter()
     runner.learn(num_learning_iterations=1)
     seconds = time.perf_counter() - start
-    returns, lengths = runner.env.pop_episodes()
+    episodes = runner.env.pop_episodes()
+    count = episodes["return"].numel()
     steps = runner.env.num_envs * runner.cfg["num_steps_per_env"]
+    means = {key: values.mean().item() if count else math.nan for key, values in episodes.items()}
     return {
         "wall_time": seconds,
-        "return_mean": returns.mean().item() if returns.numel() else math.nan,
-        "episode_length_mean": lengths.float().mean().item() if lengths.numel() else math.nan,
-        "episodes": returns.numel(),
+        "return_mean": means.pop("return"),
+        "episode_length_mean": means.pop("length"),
+        "episodes": count,
         "lr": runner.alg.learning_rate,
         "action_std": runner.alg.get_policy().output_std.mean().item(),
         "env_steps_per_s": steps / seconds,
+        **means,
     }
 
 
