@@ -259,6 +259,14 @@ def plot_curves(stats: Sequence[VariantStats], x: str, path: Path, confidence: f
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
+    draw_curves(axis, stats, x, confidence)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def draw_curves(axis, stats: Sequence[VariantStats], x: str, confidence: float = DEFAULT_CONFIDENCE) -> None:
+    """:func:`plot_curves` onto a given matplotlib axis (for figures with several panels)."""
     for entry in stats:
         band = entry.curves.get(x)
         if band is None:
@@ -271,6 +279,3 @@ def plot_curves(stats: Sequence[VariantStats], x: str, path: Path, confidence: f
     axis.grid(alpha=0.3)
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -1,0 +1,150 @@
+"""The learning study: GenPO, genpo's Gaussian PPO and rsl_rl's PPO at equal env-step budgets.
+
+One sweep spec per task in ``sweeps/study/`` (HalfCheetah, Hopper and the two-goal task with 5 seeds,
+Walker2d and Ant with 3; 512k env steps per MuJoCo run, 328k on the two-goal task), plus GenPO's
+compression sample fraction on HalfCheetah. The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner``
+configured from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
+
+    .venv/bin/python benchmarks/learning_study.py          # summarise the runs present (seconds)
+    .venv/bin/python benchmarks/learning_study.py --run    # first train what is missing (resumable;
+                                                           #   about 100 min on 2 cores from scratch)
+    .venv/bin/python benchmarks/learning_study.py --out docs/results/study
+
+The summary (``OUT/summary.md``): per task and variant the final return (mean of a run's last 3
+logged training returns) as IQM with a 95% stratified bootstrap CI and as mean ± std over seeds, the
+return AUC, the mean training seconds per run and GenPO's seconds over the variant's; on the two-goal
+task the dominant-mode share of the final episodes, (1 + |mean mode|) / 2 (1: every episode through
+one gap; 0.5: both gaps equally), and which gap each seed chose. Beside it ``curves.png`` (per task,
+return against env steps and against wall time) and each sweep's own report in ``OUT/<sweep>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from genpo import analysis  # noqa: E402
+from genpo.sweep import CURVE_PLOTS, CURVES_CSV, REPORT_FILE, collect_runs, load_spec, plan  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = ("halfcheetah", "hopper", "two_goals", "walker2d", "ant", "halfcheetah_compression")
+TITLES = {
+    "halfcheetah": "HalfCheetah",
+    "hopper": "Hopper",
+    "two_goals": "Two goals",
+    "walker2d": "Walker2d",
+    "ant": "Ant",
+    "halfcheetah_compression": "HalfCheetah, GenPO compression fraction",
+}
+MODE_KEY = "info/mode"
+
+
+def spec_path(name: str) -> Path:
+    return ROOT / "sweeps" / "study" / f"{name}.toml"
+
+
+def run_sweeps(names: list[str]) -> None:
+    """``genpo sweep`` each spec in turn (each skips its finished runs)."""
+    for name in names:
+        print(f"== sweep {name}", flush=True)
+        subprocess.run([sys.executable, "-m", "genpo.cli", "sweep", str(spec_path(name))], check=False)
+
+
+def mode_summary(records: list[analysis.RunRecord], last_k: int) -> str:
+    """Dominant-mode share of the final episodes (mean over seeds) and each seed's gap."""
+    shares, gaps = [], []
+    for record in records:
+        modes = analysis.finite_returns(record.rows, MODE_KEY)[-last_k:]
+        if not modes:
+            continue
+        mode = sum(modes) / len(modes)
+        shares.append((1 + abs(mode)) / 2)
+        gaps.append("upper" if mode > 0 else "lower" if mode < 0 else "none")
+    if not shares:
+        return "n/a"
+    return f"{sum(shares) / len(shares):.2f} ({', '.join(gaps)})"
+
+
+def summarise(names: list[str], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Learning study summary",
+        "",
+        "Final return = mean of a run's last 3 logged training returns; IQM with a 95% stratified bootstrap CI "
+        "over seeds; train s = mean training seconds per run (iterations only); GenPO x = GenPO's mean train s "
+        "over the variant's. Written by `benchmarks/learning_study.py`.",
+        "",
+    ]
+    present = [name for name in names if (load_spec(spec_path(name)).out).exists()]
+    figure, axes = plt.subplots(2, max(1, len(present)), figsize=(4.2 * max(1, len(present)), 7), squeeze=False)
+    for column, name in enumerate(present):
+        spec = load_spec(spec_path(name))
+        jobs = plan(spec)
+        budget = f"{spec.iterations} iterations" if spec.iterations else f"{spec.env_steps} env steps"
+        stats, modes = [], {}
+        for variant in spec.variants:
+            records = collect_runs(job for job in jobs if job.variant.name == variant.name)
+            stats.append(analysis.summarize_variant(variant.name, records, last_k=spec.last_k))
+            modes[variant.name] = mode_summary(records, spec.last_k)
+        steps = max((band.grid[-1] for entry in stats for x, band in entry.curves.items() if x == "env_steps"), default=0)
+        lines += [f"## {TITLES.get(name, name)} ({len(spec.seeds)} seeds, {budget}, {steps:,.0f} env steps)", ""]
+        genpo_seconds = stats[0].train_seconds
+        header = "| variant | runs | final return IQM [95% CI] | mean ± std | return AUC | train s | GenPO x |"
+        rule = "|---|---|---|---|---|---|---|"
+        with_modes = any(value != "n/a" for value in modes.values())
+        if with_modes:
+            header += " dominant-mode share (gap per seed) |"
+            rule += "---|"
+        lines += [header, rule]
+        for entry in stats:
+            ratio = genpo_seconds / entry.train_seconds if entry.train_seconds else math.nan
+            row = (
+                f"| {entry.name} | {entry.runs} | {entry.iqm:.1f} [{entry.iqm_low:.1f}, {entry.iqm_high:.1f}] | "
+                f"{entry.mean:.1f} ± {entry.std:.1f} | {entry.auc:.1f} | {entry.train_seconds:.0f} | {ratio:.1f} |"
+            )
+            lines.append(row + (f" {modes[entry.name]} |" if with_modes else ""))
+        lines.append("")
+        for row, x in enumerate(("env_steps", "wall_time")):
+            axis = axes[row][column]
+            analysis.draw_curves(axis, stats, x)
+            axis.set_title(TITLES.get(name, name), fontsize="medium")
+        copy = out / name
+        copy.mkdir(exist_ok=True)
+        for filename in (REPORT_FILE, CURVES_CSV, *CURVE_PLOTS.values()):
+            if (spec.out / filename).is_file():
+                shutil.copy(spec.out / filename, copy / filename)
+    figure.tight_layout()
+    figure.savefig(out / "curves.png", dpi=90)
+    plt.close(figure)
+    path = out / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="store_true", help="train the missing runs first (long; resumable)")
+    parser.add_argument("--sweeps", nargs="+", default=list(SWEEPS), choices=SWEEPS)
+    parser.add_argument("--out", type=Path, default=Path("runs/sweeps/study/summary"))
+    args = parser.parse_args()
+    os.chdir(ROOT)  # the specs' out paths are relative to the checkout
+    if args.run:
+        run_sweeps(args.sweeps)
+    path = summarise(args.sweeps, args.out)
+    print(path.read_text())
+    print(f"summary: {path}\nfigure: {args.out / 'curves.png'}")
+
+
+if __name__ == "__main__":
+    main()
