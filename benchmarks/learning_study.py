@@ -12,7 +12,8 @@ configured from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
 
 The summary (``OUT/summary.md``): per task and variant the final return (mean of a run's last 3
 logged training returns) as IQM with a 95% stratified bootstrap CI and as mean ± std over seeds, the
-return AUC, the mean training seconds per run and GenPO's seconds over the variant's; on the two-goal
+return AUC, the mean training seconds per run, GenPO's seconds over the variant's and the mean
+return when the fastest variant's training time had elapsed (equal wall time); on the two-goal
 task the dominant-mode share of the final episodes, (1 + |mean mode|) / 2 (1: every episode through
 one gap; 0.5: both gaps equally), and which gap each seed chose. Beside it ``curves.png`` (per task,
 return against env steps and against wall time) and each sweep's own report in ``OUT/<sweep>/``.
@@ -28,9 +29,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 from genpo import analysis  # noqa: E402
-from genpo.sweep import CURVE_PLOTS, CURVES_CSV, REPORT_FILE, collect_runs, load_spec, plan  # noqa: E402
+from genpo.sweep import (  # noqa: E402
+    CURVE_PLOTS,
+    CURVES_CSV,
+    REPORT_FILE,
+    collect_runs,
+    load_spec,
+    plan,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ("halfcheetah", "hopper", "two_goals", "walker2d", "ant", "halfcheetah_compression")
@@ -71,6 +81,14 @@ def mode_summary(records: list[analysis.RunRecord], last_k: int) -> str:
     return f"{sum(shares) / len(shares):.2f} ({', '.join(gaps)})"
 
 
+def return_at(entry: analysis.VariantStats, seconds: float) -> str:
+    """The variant's mean training return after ``seconds`` of training (its wall-time curve)."""
+    band = entry.curves.get("wall_time")
+    if band is None or not band.grid[0] <= seconds <= band.grid[-1] * 1.02:
+        return "n/a"
+    return f"{float(np.interp(seconds, band.grid, band.mean)):.1f}"
+
+
 def summarise(names: list[str], out: Path) -> Path:
     import matplotlib
 
@@ -83,7 +101,9 @@ def summarise(names: list[str], out: Path) -> Path:
         "",
         "Final return = mean of a run's last 3 logged training returns; IQM with a 95% stratified bootstrap CI "
         "over seeds; train s = mean training seconds per run (iterations only); GenPO x = GenPO's mean train s "
-        "over the variant's. Written by `benchmarks/learning_study.py`.",
+        "over the variant's; return at T s = the mean training-return curve against wall time at the fastest "
+        "variant's train s (equal wall time; n/a where a variant had not logged a return yet). Written by "
+        "`benchmarks/learning_study.py`.",
         "",
     ]
     present = [name for name in names if (load_spec(spec_path(name)).out).exists()]
@@ -100,8 +120,12 @@ def summarise(names: list[str], out: Path) -> Path:
         steps = max((band.grid[-1] for entry in stats for x, band in entry.curves.items() if x == "env_steps"), default=0)
         lines += [f"## {TITLES.get(name, name)} ({len(spec.seeds)} seeds, {budget}, {steps:,.0f} env steps)", ""]
         genpo_seconds = stats[0].train_seconds
-        header = "| variant | runs | final return IQM [95% CI] | mean ± std | return AUC | train s | GenPO x |"
-        rule = "|---|---|---|---|---|---|---|"
+        equal_time = min(entry.train_seconds for entry in stats if math.isfinite(entry.train_seconds))
+        header = (
+            f"| variant | runs | final return IQM [95% CI] | mean ± std | return AUC | train s | GenPO x "
+            f"| return at {equal_time:.0f} s |"
+        )
+        rule = "|---|---|---|---|---|---|---|---|"
         with_modes = any(value != "n/a" for value in modes.values())
         if with_modes:
             header += " dominant-mode share (gap per seed) |"
@@ -111,7 +135,8 @@ def summarise(names: list[str], out: Path) -> Path:
             ratio = genpo_seconds / entry.train_seconds if entry.train_seconds else math.nan
             row = (
                 f"| {entry.name} | {entry.runs} | {entry.iqm:.1f} [{entry.iqm_low:.1f}, {entry.iqm_high:.1f}] | "
-                f"{entry.mean:.1f} ± {entry.std:.1f} | {entry.auc:.1f} | {entry.train_seconds:.0f} | {ratio:.1f} |"
+                f"{entry.mean:.1f} ± {entry.std:.1f} | {entry.auc:.1f} | {entry.train_seconds:.0f} | {ratio:.1f} | "
+                f"{return_at(entry, equal_time)} |"
             )
             lines.append(row + (f" {modes[entry.name]} |" if with_modes else ""))
         lines.append("")
