@@ -2,7 +2,7 @@
 
 One sweep spec per task in ``sweeps/study/`` (HalfCheetah, Hopper and the two-goal task with 5 seeds,
 Walker2d and Ant with 3; 512k env steps per MuJoCo run, 328k on the two-goal task), plus GenPO's
-compression sample fraction on HalfCheetah. The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner``
+compression sample fraction and the genpo Gaussian's differences from rsl_rl on HalfCheetah. The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner``
 configured from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
 
     .venv/bin/python benchmarks/learning_study.py          # summarise the runs present (seconds)
@@ -43,13 +43,16 @@ from genpo.sweep import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS = ("halfcheetah", "hopper", "two_goals", "walker2d", "ant", "halfcheetah_compression")
+SWEEPS = (
+    "halfcheetah", "hopper", "two_goals", "walker2d", "ant", "halfcheetah_gaussian_vs_rsl_rl", "halfcheetah_compression",
+)  # fmt: skip
 TITLES = {
     "halfcheetah": "HalfCheetah",
     "hopper": "Hopper",
     "two_goals": "Two goals",
     "walker2d": "Walker2d",
     "ant": "Ant",
+    "halfcheetah_gaussian_vs_rsl_rl": "HalfCheetah, genpo Gaussian vs rsl_rl",
     "halfcheetah_compression": "HalfCheetah, GenPO compression fraction",
 }
 MODE_KEY = "info/mode"
