@@ -1,9 +1,10 @@
 """The learning study: GenPO, genpo's Gaussian PPO and rsl_rl's PPO at equal env-step budgets.
 
 One sweep spec per task in ``sweeps/study/`` (HalfCheetah, Hopper and the two-goal task with 5 seeds,
-Walker2d and Ant with 3; 512k env steps per MuJoCo run, 328k on the two-goal task), plus GenPO's
-compression sample fraction and the genpo Gaussian's differences from rsl_rl on HalfCheetah. The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner``
-configured from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
+Walker2d and Ant with 3; 512k env steps per MuJoCo run, 328k on the two-goal task), plus two
+HalfCheetah follow-ups: GenPO's compression sample fraction, and the genpo Gaussian's differences
+from rsl_rl switched one at a time. The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner`` configured
+from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
 
     .venv/bin/python benchmarks/learning_study.py          # summarise the runs present (seconds)
     .venv/bin/python benchmarks/learning_study.py --run    # first train what is missing (resumable;
