@@ -1,9 +1,9 @@
 """The learning study: GenPO, genpo's Gaussian PPO and rsl_rl's PPO at equal env-step budgets.
 
 One sweep spec per task in ``sweeps/study/`` (HalfCheetah, Hopper and the two-goal task with 5 seeds,
-Walker2d and Ant with 3; 512k env steps per MuJoCo run, 328k on the two-goal task), plus three
-follow-ups: GenPO's compression sample fraction (HalfCheetah), its entropy bonus (Hopper), and the
-genpo Gaussian's differences from rsl_rl switched one at a time (HalfCheetah). The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner`` configured
+Walker2d and Ant with 3; 512k env steps per MuJoCo run, 328k on the two-goal task), plus
+follow-ups: GenPO's compression sample fraction (HalfCheetah), its entropy bonus (Hopper, two goals),
+and the genpo Gaussian's differences from rsl_rl switched one at a time (HalfCheetah). The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner`` configured
 from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
 
     .venv/bin/python benchmarks/learning_study.py          # summarise the runs present (seconds)
@@ -46,7 +46,7 @@ from genpo.sweep import (  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = (
     "halfcheetah", "hopper", "two_goals", "walker2d", "ant",
-    "halfcheetah_gaussian_vs_rsl_rl", "hopper_entropy", "halfcheetah_compression",
+    "halfcheetah_gaussian_vs_rsl_rl", "halfcheetah_compression", "hopper_entropy", "two_goals_entropy",
 )  # fmt: skip
 TITLES = {
     "halfcheetah": "HalfCheetah",
@@ -57,6 +57,7 @@ TITLES = {
     "halfcheetah_gaussian_vs_rsl_rl": "HalfCheetah, genpo Gaussian vs rsl_rl",
     "hopper_entropy": "Hopper, GenPO entropy bonus",
     "halfcheetah_compression": "HalfCheetah, GenPO compression fraction",
+    "two_goals_entropy": "Two goals, GenPO entropy bonus",
 }
 MODE_KEY = "info/mode"
 
