@@ -11,10 +11,11 @@ from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
                                                            #   about 100 min on 2 cores from scratch)
     .venv/bin/python benchmarks/learning_study.py --out docs/results/study
 
-The summary (``OUT/summary.md``): per task and variant the final return (mean of a run's last 3
-logged training returns) as IQM with a 95% stratified bootstrap CI and as mean ± std over seeds, the
-return AUC, the mean training seconds per run, GenPO's seconds over the variant's and the mean
-return when the fastest variant's training time had elapsed (equal wall time); on the two-goal
+The summary (``OUT/summary.md``): per task and variant the final return (mean of a run's last
+``last_k`` logged training returns, ``last_k`` from the spec) as IQM with a 95% stratified bootstrap
+CI and as mean ± std over seeds, the return AUC, the mean training seconds per run, the first
+variant's (GenPO's) seconds over the variant's and the mean return when the fastest variant's
+training time had elapsed (equal wall time); on the two-goal
 task the dominant-mode share of the final episodes, (1 + |mean mode|) / 2 (1: every episode through
 one gap; 0.5: both gaps equally), and which gap each seed chose. Beside it ``curves.png`` (per task,
 return against env steps and against wall time) and each sweep's own report in ``OUT/<sweep>/``.
@@ -106,9 +107,9 @@ def summarise(names: list[str], out: Path) -> Path:
     lines = [
         "# Learning study summary",
         "",
-        "Final return = mean of a run's last 3 logged training returns; IQM with a 95% stratified bootstrap CI "
-        "over seeds; train s = mean training seconds per run (iterations only); GenPO x = GenPO's mean train s "
-        "over the variant's; return at T s = the mean training-return curve against wall time at the fastest "
+        "Final return = mean of a run's last k logged training returns (k per table); IQM with a 95% stratified bootstrap CI "
+        "over seeds; train s = mean training seconds per run (iterations only); time x = the first "
+        "variant's (GenPO's in the task tables) mean train s over the variant's; return at T s = the mean training-return curve against wall time at the fastest "
         "variant's train s (equal wall time; n/a where a variant had not logged a return yet). Written by "
         "`benchmarks/learning_study.py`.",
         "",
@@ -125,11 +126,14 @@ def summarise(names: list[str], out: Path) -> Path:
             stats.append(analysis.summarize_variant(variant.name, records, last_k=spec.last_k))
             modes[variant.name] = mode_summary(records, spec.last_k)
         steps = max((band.grid[-1] for entry in stats for x, band in entry.curves.items() if x == "env_steps"), default=0)
-        lines += [f"## {TITLES.get(name, name)} ({len(spec.seeds)} seeds, {budget}, {steps:,.0f} env steps)", ""]
-        genpo_seconds = stats[0].train_seconds
+        lines += [
+            f"## {TITLES.get(name, name)} ({len(spec.seeds)} seeds, {budget}, {steps:,.0f} env steps, k = {spec.last_k})",
+            "",
+        ]
+        first_seconds = stats[0].train_seconds
         equal_time = min(entry.train_seconds for entry in stats if math.isfinite(entry.train_seconds))
         header = (
-            f"| variant | runs | final return IQM [95% CI] | mean ± std | return AUC | train s | GenPO x "
+            f"| variant | runs | final return IQM [95% CI] | mean ± std | return AUC | train s | time x "
             f"| return at {equal_time:.0f} s |"
         )
         rule = "|---|---|---|---|---|---|---|---|"
@@ -139,7 +143,7 @@ def summarise(names: list[str], out: Path) -> Path:
             rule += "---|"
         lines += [header, rule]
         for entry in stats:
-            ratio = genpo_seconds / entry.train_seconds if entry.train_seconds else math.nan
+            ratio = first_seconds / entry.train_seconds if entry.train_seconds else math.nan
             row = (
                 f"| {entry.name} | {entry.runs} | {entry.iqm:.1f} [{entry.iqm_low:.1f}, {entry.iqm_high:.1f}] | "
                 f"{entry.mean:.1f} ± {entry.std:.1f} | {entry.auc:.1f} | {entry.train_seconds:.0f} | {ratio:.1f} | "
