@@ -18,7 +18,8 @@ variant's (GenPO's) seconds over the variant's and the mean return when the fast
 training time had elapsed (equal wall time); on the two-goal
 task the dominant-mode share of the final episodes, (1 + |mean mode|) / 2 (1: every episode through
 one gap; 0.5: both gaps equally), and which gap each seed chose. Beside it ``curves.png`` (per task,
-return against env steps and against wall time) and each sweep's own report in ``OUT/<sweep>/``.
+return against env steps and against wall time), ``follow_ups.png`` (the same for the follow-ups) and
+each sweep's own report in ``OUT/<sweep>/``.
 """
 
 from __future__ import annotations
@@ -45,10 +46,9 @@ from genpo.sweep import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEPS = (
-    "halfcheetah", "hopper", "two_goals", "walker2d", "ant",
-    "halfcheetah_gaussian_vs_rsl_rl", "halfcheetah_compression", "hopper_entropy", "two_goals_entropy",
-)  # fmt: skip
+TASKS = ("halfcheetah", "hopper", "two_goals", "walker2d", "ant")
+FOLLOW_UPS = ("halfcheetah_gaussian_vs_rsl_rl", "halfcheetah_compression", "hopper_entropy", "two_goals_entropy")
+SWEEPS = TASKS + FOLLOW_UPS
 TITLES = {
     "halfcheetah": "HalfCheetah",
     "hopper": "Hopper",
@@ -92,77 +92,95 @@ def mode_summary(records: list[analysis.RunRecord], last_k: int) -> str:
 def return_at(entry: analysis.VariantStats, seconds: float) -> str:
     """The variant's mean training return after ``seconds`` of training (its wall-time curve)."""
     band = entry.curves.get("wall_time")
-    if band is None or not band.grid[0] <= seconds <= band.grid[-1] * 1.02:
-        return "n/a"
-    return f"{float(np.interp(seconds, band.grid, band.mean)):.1f}"
+    if band is None or seconds < band.grid[0]:
+        return "n/a"  # no episode finished yet
+    if seconds > band.grid[-1] and entry.train_seconds > seconds * 1.05:
+        return "n/a"  # beyond the range all seeds cover, and the variant had not finished by then
+    return f"{float(np.interp(seconds, band.grid, band.mean)):.1f}"  # past the grid: the final value
 
 
-def summarise(names: list[str], out: Path) -> Path:
+def sweep_section(name: str) -> tuple[list[str], list[analysis.VariantStats]]:
+    """The markdown table of one sweep and its variants' statistics."""
+    spec = load_spec(spec_path(name))
+    jobs = plan(spec)
+    budget = f"{spec.iterations} iterations" if spec.iterations else f"{spec.env_steps} env steps"
+    stats, modes = [], {}
+    for variant in spec.variants:
+        records = collect_runs(job for job in jobs if job.variant.name == variant.name)
+        stats.append(analysis.summarize_variant(variant.name, records, last_k=spec.last_k))
+        modes[variant.name] = mode_summary(records, spec.last_k)
+    steps = max((entry.curves["env_steps"].grid[-1] for entry in stats if "env_steps" in entry.curves), default=0)
+    first_seconds = stats[0].train_seconds
+    equal_time = min((entry.train_seconds for entry in stats if math.isfinite(entry.train_seconds)), default=math.nan)
+    header = f"| variant | runs | final return IQM [95% CI] | mean ± std | return AUC | train s | time x | return at {equal_time:.0f} s |"
+    rule = "|---|---|---|---|---|---|---|---|"
+    with_modes = any(value != "n/a" for value in modes.values())
+    if with_modes:
+        header += " dominant-mode share (gap per seed) |"
+        rule += "---|"
+    lines = [
+        f"## {TITLES.get(name, name)} ({len(spec.seeds)} seeds, {budget}, {steps:,.0f} env steps, k = {spec.last_k})",
+        "",
+        header,
+        rule,
+    ]
+    for entry in stats:
+        ratio = first_seconds / entry.train_seconds if entry.train_seconds else math.nan
+        row = (
+            f"| {entry.name} | {entry.runs} | {entry.iqm:.1f} [{entry.iqm_low:.1f}, {entry.iqm_high:.1f}] | "
+            f"{entry.mean:.1f} ± {entry.std:.1f} | {entry.auc:.1f} | {entry.train_seconds:.0f} | {ratio:.1f} | "
+            f"{return_at(entry, equal_time)} |"
+        )
+        lines.append(row + (f" {modes[entry.name]} |" if with_modes else ""))
+    return [*lines, ""], stats
+
+
+def plot_group(panels: list[tuple[str, list[analysis.VariantStats]]], path: Path) -> None:
+    """Return against env steps (top row) and wall time (bottom row), one column per sweep."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7), squeeze=False)
+    for column, (name, stats) in enumerate(panels):
+        for row, x in enumerate(("env_steps", "wall_time")):
+            analysis.draw_curves(axes[row][column], stats, x)
+            axes[row][column].set_title(TITLES.get(name, name), fontsize="medium")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def summarise(names: list[str], out: Path) -> Path:
+    """``OUT/summary.md``, ``OUT/curves.png`` (the tasks), ``OUT/follow_ups.png`` and each sweep's report."""
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Learning study summary",
         "",
-        "Final return = mean of a run's last k logged training returns (k per table); IQM with a 95% stratified bootstrap CI "
-        "over seeds; train s = mean training seconds per run (iterations only); time x = the first "
-        "variant's (GenPO's in the task tables) mean train s over the variant's; return at T s = the mean training-return curve against wall time at the fastest "
-        "variant's train s (equal wall time; n/a where a variant had not logged a return yet). Written by "
-        "`benchmarks/learning_study.py`.",
+        "Final return = mean of a run's last k logged training returns (k per table); IQM with a 95% stratified "
+        "bootstrap CI over seeds; train s = mean training seconds per run (iterations only); time x = the first "
+        "variant's (GenPO's in the task tables) mean train s over the variant's; return at T s = the mean "
+        "training-return curve against wall time at the fastest variant's train s (equal wall time; n/a where a "
+        "variant had not logged a return yet). Written by `benchmarks/learning_study.py`.",
         "",
     ]
-    present = [name for name in names if (load_spec(spec_path(name)).out).exists()]
-    figure, axes = plt.subplots(2, max(1, len(present)), figsize=(4.2 * max(1, len(present)), 7), squeeze=False)
-    for column, name in enumerate(present):
+    groups: dict[str, list] = {"curves.png": [], "follow_ups.png": []}
+    for name in names:
         spec = load_spec(spec_path(name))
-        jobs = plan(spec)
-        budget = f"{spec.iterations} iterations" if spec.iterations else f"{spec.env_steps} env steps"
-        stats, modes = [], {}
-        for variant in spec.variants:
-            records = collect_runs(job for job in jobs if job.variant.name == variant.name)
-            stats.append(analysis.summarize_variant(variant.name, records, last_k=spec.last_k))
-            modes[variant.name] = mode_summary(records, spec.last_k)
-        steps = max((band.grid[-1] for entry in stats for x, band in entry.curves.items() if x == "env_steps"), default=0)
-        lines += [
-            f"## {TITLES.get(name, name)} ({len(spec.seeds)} seeds, {budget}, {steps:,.0f} env steps, k = {spec.last_k})",
-            "",
-        ]
-        first_seconds = stats[0].train_seconds
-        equal_time = min(entry.train_seconds for entry in stats if math.isfinite(entry.train_seconds))
-        header = (
-            f"| variant | runs | final return IQM [95% CI] | mean ± std | return AUC | train s | time x "
-            f"| return at {equal_time:.0f} s |"
-        )
-        rule = "|---|---|---|---|---|---|---|---|"
-        with_modes = any(value != "n/a" for value in modes.values())
-        if with_modes:
-            header += " dominant-mode share (gap per seed) |"
-            rule += "---|"
-        lines += [header, rule]
-        for entry in stats:
-            ratio = first_seconds / entry.train_seconds if entry.train_seconds else math.nan
-            row = (
-                f"| {entry.name} | {entry.runs} | {entry.iqm:.1f} [{entry.iqm_low:.1f}, {entry.iqm_high:.1f}] | "
-                f"{entry.mean:.1f} ± {entry.std:.1f} | {entry.auc:.1f} | {entry.train_seconds:.0f} | {ratio:.1f} | "
-                f"{return_at(entry, equal_time)} |"
-            )
-            lines.append(row + (f" {modes[entry.name]} |" if with_modes else ""))
-        lines.append("")
-        for row, x in enumerate(("env_steps", "wall_time")):
-            axis = axes[row][column]
-            analysis.draw_curves(axis, stats, x)
-            axis.set_title(TITLES.get(name, name), fontsize="medium")
+        if not spec.out.exists():
+            continue
+        section, stats = sweep_section(name)
+        lines += section
+        groups["curves.png" if name in TASKS else "follow_ups.png"].append((name, stats))
         copy = out / name
         copy.mkdir(exist_ok=True)
         for filename in (REPORT_FILE, CURVES_CSV, *CURVE_PLOTS.values()):
             if (spec.out / filename).is_file():
                 shutil.copy(spec.out / filename, copy / filename)
-    figure.tight_layout()
-    figure.savefig(out / "curves.png", dpi=90)
-    plt.close(figure)
+    for filename, panels in groups.items():
+        if panels:
+            plot_group(panels, out / filename)
     path = out / "summary.md"
     path.write_text("\n".join(lines))
     return path
@@ -179,7 +197,7 @@ def main() -> None:
         run_sweeps(args.sweeps)
     path = summarise(args.sweeps, args.out)
     print(path.read_text())
-    print(f"summary: {path}\nfigure: {args.out / 'curves.png'}")
+    print(f"summary: {path}\nfigures: {args.out / 'curves.png'}, {args.out / 'follow_ups.png'}")
 
 
 if __name__ == "__main__":
