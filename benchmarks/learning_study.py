@@ -3,8 +3,8 @@
 One sweep spec per task in ``sweeps/study/`` (HalfCheetah, Hopper and the two-goal task with 5 seeds,
 Walker2d and Ant with 3; 512k env steps per MuJoCo run, 328k on the two-goal task), plus
 follow-ups: GenPO's compression sample fraction (HalfCheetah), its entropy bonus and target KL
-(Hopper), its entropy bonus (two goals), and the genpo Gaussian's differences from rsl_rl switched
-one at a time (HalfCheetah). The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner`` configured
+(Hopper), its entropy bonus (two goals), the genpo Gaussian's differences from rsl_rl switched one
+at a time (HalfCheetah) and the Gaussian's initial std (Ant). The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner`` configured
 from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
 
     .venv/bin/python benchmarks/learning_study.py          # summarise the runs present (seconds)
@@ -48,7 +48,9 @@ from genpo.sweep import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("halfcheetah", "hopper", "two_goals", "walker2d", "ant")
-FOLLOW_UPS = ("halfcheetah_gaussian_vs_rsl_rl", "halfcheetah_compression", "hopper_genpo", "two_goals_entropy")
+FOLLOW_UPS = (
+    "halfcheetah_gaussian_vs_rsl_rl", "halfcheetah_compression", "hopper_genpo", "two_goals_entropy", "ant_gaussian_init_std",
+)  # fmt: skip
 SWEEPS = TASKS + FOLLOW_UPS
 TITLES = {
     "halfcheetah": "HalfCheetah",
@@ -60,6 +62,7 @@ TITLES = {
     "hopper_genpo": "Hopper, GenPO entropy bonus and target KL",
     "halfcheetah_compression": "HalfCheetah, GenPO compression fraction",
     "two_goals_entropy": "Two goals, GenPO entropy bonus",
+    "ant_gaussian_init_std": "Ant, Gaussian initial std",
 }
 MODE_KEY = "info/mode"
 
