@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,3 +281,20 @@ def test_example_spec_parses():
     names = [variant.name for variant in spec.variants]
     assert names[:2] == ["genpo", "gaussian"]
     assert (spec.seeds, spec.iterations, spec.threads_per_run) == ((0, 1, 2), 60, 1)
+
+
+SPEC_FILES = sorted((Path(__file__).resolve().parents[1] / "sweeps").rglob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=[path.stem for path in SPEC_FILES])
+def test_every_committed_spec_parses_and_its_bindings_are_valid(path):
+    """Every spec in sweeps/ loads, and each variant's config + bindings parse in gin."""
+    import gin
+
+    from genpo.builders.config import parse_config
+
+    spec = load_spec(path)
+    assert plan(spec)
+    for variant in spec.variants:
+        gin.clear_config()
+        parse_config([variant.config], [*spec.bindings, *variant.bindings])
