@@ -34,7 +34,7 @@ import torch
 from tensordict import TensorDict
 
 from genpo.builders.config import parse_config
-from genpo.builders.experiment import CONFIG_FILE, run_settings, seed_everything
+from genpo.builders.experiment import CONFIG_FILE, build_trainer, run_settings, seed_everything
 from genpo.builders.env import build_env
 from genpo.components.actors.gaussian import GaussianActor
 from genpo.components.networks.critic import ValueMLP
@@ -207,16 +207,12 @@ def run_iteration(runner) -> dict[str, float]:
     }
 
 
-def train(
-    run_dir: str | Path, config_files: Sequence[str | Path], bindings: Sequence[str] = (), *, iterations: int | None = None, quiet: bool = False
-) -> dict:
+def train(run_dir: str | Path, config_files: Sequence[str | Path], bindings: Sequence[str] = (), *, quiet: bool = False) -> dict:
     """Train rsl_rl's PPO for the Gaussian config in ``config_files``; genpo's run files in ``run_dir``.
 
     ``genpo.run.seed`` / ``num_threads`` / ``iterations`` / ``device`` apply as for genpo's trainer.
     Returns the run summary.
     """
-    from genpo.builders.experiment import build_trainer
-
     parse_config(config_files, bindings)
     run_dir = Path(run_dir)
     settings = run_settings()
@@ -230,7 +226,7 @@ def train(
     (run_dir / CONFIG_FILE).write_text(gin.config_str())
     (run_dir / RSL_RL_CONFIG_FILE).write_text(json.dumps(config, indent=2))
     runner = build_runner(env, config)
-    total = iterations or settings.iterations
+    total = settings.iterations
     logger = RunLogger(run_dir, total, quiet=quiet)
     steps_per_iteration = env.num_envs * config["num_steps_per_env"]
     for iteration in range(1, total + 1):
