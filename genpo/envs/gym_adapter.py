@@ -7,7 +7,10 @@ batched-MuJoCo envs and for tasks that only exist in gymnasium; it steps envs on
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
+from collections.abc import Iterator
 
 import gymnasium
 import mujoco
@@ -21,6 +24,7 @@ from genpo.envs._batched import autoreset_output, validate_action
 from genpo.envs.base import BatchedEnv
 
 _MUJOCO_STATE = mujoco.mjtState.mjSTATE_INTEGRATION  # every input of mj_step: time, qpos, qvel, act, warmstart...
+_SETTOTALMASS_DEPRECATION = "compiler attribute 'settotalmass' is deprecated and will be removed in a future release"
 
 
 class GymnasiumBatchedEnv(BatchedEnv):
@@ -47,9 +51,10 @@ class GymnasiumBatchedEnv(BatchedEnv):
         self._seed = seed
         self._seed_on_reset = True
         make = functools.partial(gymnasium.make, env_id, **make_kwargs)
-        self._vector_env = gymnasium.vector.SyncVectorEnv(
-            [make for _ in range(num_envs)], autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP
-        )
+        with settotalmass_deprecation_silenced():
+            self._vector_env = gymnasium.vector.SyncVectorEnv(
+                [make for _ in range(num_envs)], autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP
+            )
         try:
             self.observation_dim = self._flat_box_size(self._vector_env.single_observation_space, "observation")
             self.action_dim = self._flat_box_size(self._vector_env.single_action_space, "action")
@@ -127,6 +132,40 @@ class GymnasiumBatchedEnv(BatchedEnv):
 
     def close(self) -> None:
         self._vector_env.close()
+
+
+@contextlib.contextmanager
+def settotalmass_deprecation_silenced() -> Iterator[None]:
+    """Drop MuJoCo's deprecation warning for ``<compiler settotalmass>`` while inside.
+
+    Gymnasium's half_cheetah.xml sets that attribute and gymnasium compiles the file itself, so the
+    model cannot be fixed before compiling as :mod:`genpo.envs.mujoco_locomotion` does; this adapter
+    runs gymnasium's envs unchanged and filters only that one message. It is a C-level warning
+    (``mju_warning``, printed to stderr and appended to MUJOCO_LOG.TXT), not a Python warning, so the
+    filter is a temporary ``mju_user_warning`` handler: every other message goes on to the handler
+    installed before, or where there was none, to stderr (in the default handler's format) and to
+    MUJOCO_LOG.TXT (``mju_writeLog``), as the log configuration asks.
+    """
+    previous = mujoco.get_mju_user_warning()
+
+    def handler(message: str) -> None:
+        if message.startswith(_SETTOTALMASS_DEPRECATION):
+            return
+        if previous is not None:
+            previous(message)
+            return
+        config = mujoco.MjLogConfig.get()
+        if config.logto_console:
+            sys.stderr.write(f"WARNING: {message}\n\n")
+            sys.stderr.flush()
+        if config.logto_file:
+            mujoco.mju_writeLog("WARNING", message)
+
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def _mujoco_env_state(env: gymnasium.Env) -> dict:

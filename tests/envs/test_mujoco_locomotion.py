@@ -1,12 +1,15 @@
 """The batched MuJoCo locomotion envs against gymnasium's v5 envs, and the BatchedEnv contract."""
 
 import gymnasium
+import mujoco
 import numpy as np
 import pytest
 import torch
 
 import genpo  # noqa: F401  (registers the envs)
 from genpo import registry
+from genpo.envs.gym_adapter import GymnasiumBatchedEnv, settotalmass_deprecation_silenced
+from genpo.envs.mujoco_locomotion import _gymnasium_asset
 
 GYMNASIUM_IDS = {
     "halfcheetah": "HalfCheetah-v5",
@@ -20,8 +23,8 @@ CONTACT_FORCE_OBSERVATION = {"ant": slice(27, None), "humanoid": slice(-78, None
 
 @pytest.fixture(autouse=True)
 def mujoco_log_outside_checkout(tmp_path, monkeypatch):
-    """MuJoCo appends its warnings (gymnasium's half_cheetah.xml compiles with one) to MUJOCO_LOG.TXT in
-    the working directory: keep that file out of the checkout."""
+    """MuJoCo appends its warnings (gymnasium's half_cheetah.xml compiles with one when gymnasium loads
+    it) to MUJOCO_LOG.TXT in the working directory: keep that file out of the checkout."""
     monkeypatch.chdir(tmp_path)
 
 
@@ -184,3 +187,85 @@ def test_bad_actions_and_unstable_physics_raise_naming_env_and_sims():
     env.reset_to(env.model.qpos0, qvel)
     with pytest.raises(FloatingPointError, match=r"HalfCheetah: MuJoCo raised mjWARN_BADQVEL in simulations \[2\]"):
         env.step(torch.zeros(3, env.action_dim))
+
+
+def model_bytes(model):
+    """The whole compiled model (every array, option and statistic) as MJB bytes."""
+    buffer = np.zeros(mujoco.mj_sizeModel(model), np.uint8)
+    mujoco.mj_saveModel(model, None, buffer)
+    return buffer.tobytes()
+
+
+@pytest.mark.parametrize("name", GYMNASIUM_IDS)
+def test_model_compiles_without_the_settotalmass_warning_and_unchanged(name, capfd):
+    """MuJoCo's C-level deprecation warning for ``<compiler settotalmass>`` (half_cheetah.xml) is no
+    longer printed, and the model is bit for bit the one ``MjModel.from_xml_path`` compiles with it."""
+    capfd.readouterr()
+    env = make(name, 2)
+    built = capfd.readouterr()
+    assert "settotalmass" not in built.out + built.err
+    path = _gymnasium_asset(env.xml_file)
+    reference = mujoco.MjModel.from_xml_path(path)
+    sets_total_mass = mujoco.MjSpec.from_file(path).compiler.settotalmass > 0
+    assert ("settotalmass" in capfd.readouterr().err) == sets_total_mass, "the capture sees the warning"
+    assert sets_total_mass == (name == "halfcheetah")
+    np.testing.assert_array_equal(env.model.body_mass, reference.body_mass)
+    np.testing.assert_array_equal(env.model.body_inertia, reference.body_inertia)
+    assert (env.model.stat.meanmass, env.model.stat.meaninertia) == (
+        reference.stat.meanmass,
+        reference.stat.meaninertia,
+    )
+    assert model_bytes(env.model) == model_bytes(reference)
+
+
+def test_gym_adapter_builds_half_cheetah_without_the_settotalmass_warning(capfd):
+    capfd.readouterr()
+    env = GymnasiumBatchedEnv("HalfCheetah-v5", 2)
+    built = capfd.readouterr()
+    assert "settotalmass" not in built.out + built.err
+    assert mujoco.get_mju_user_warning() is None, "MuJoCo's default warning handler is back"
+    reference = mujoco.MjModel.from_xml_path(_gymnasium_asset("half_cheetah.xml"))
+    assert model_bytes(env._vector_env.envs[0].unwrapped.model) == model_bytes(reference)
+    env.close()
+
+
+SETTOTALMASS_XML = """
+<mujoco>
+  <compiler settotalmass="2"/>
+  <worldbody><body><freejoint/><geom size="0.1"/></body></worldbody>
+</mujoco>
+"""
+
+
+def warn_bad_qpos():
+    """Make MuJoCo print an unrelated warning (non-finite qpos)."""
+    model = mujoco.MjModel.from_xml_string(SETTOTALMASS_XML.replace('settotalmass="2"', ""))
+    data = mujoco.MjData(model)
+    data.qpos[0] = np.nan
+    mujoco.mj_checkPos(model, data)
+
+
+def test_settotalmass_filter_lets_other_mujoco_warnings_through(capfd):
+    """The gym adapter's filter drops only the settotalmass message, only while active; other MuJoCo
+    warnings still reach stderr, or a handler installed before."""
+    capfd.readouterr()
+    with settotalmass_deprecation_silenced():
+        mujoco.MjModel.from_xml_string(SETTOTALMASS_XML)
+        warn_bad_qpos()
+    err = capfd.readouterr().err
+    assert "settotalmass" not in err and "Nan, Inf or huge value in QPOS" in err
+
+    mujoco.MjModel.from_xml_string(SETTOTALMASS_XML)
+    assert "settotalmass" in capfd.readouterr().err, "the filter ends with the block"
+
+    received = []
+    record = received.append
+    mujoco.set_mju_user_warning(record)
+    try:
+        with settotalmass_deprecation_silenced():
+            mujoco.MjModel.from_xml_string(SETTOTALMASS_XML)
+            warn_bad_qpos()
+        assert mujoco.get_mju_user_warning() is record
+    finally:
+        mujoco.set_mju_user_warning(None)
+    assert len(received) == 1 and "Nan, Inf or huge value in QPOS" in received[0]
