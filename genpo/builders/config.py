@@ -9,6 +9,7 @@ from pathlib import Path
 import gin
 
 from genpo import registry
+from genpo.builders.binding_types import check_binding_types
 
 GIN_DIR = Path(__file__).resolve().parents[2] / "gin"
 _exposed: set[tuple[str, str]] = set()
@@ -35,6 +36,8 @@ def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str
     """Parse gin files then bindings; an unknown configurable or parameter fails here, before training.
 
     Includes inside gin files resolve relative to ``gin/`` (e.g. ``include 'policies/genpo.gin'``).
+    A value of the wrong type for its parameter's annotation fails here too, in one line naming the
+    binding and its file and line (see :mod:`genpo.builders.binding_types`).
     """
     expose_registry_to_gin()
     prefixes = gin.config._LOCATION_PREFIXES  # noqa: SLF001  (gin has no public accessor)
@@ -46,6 +49,7 @@ def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
     except (ValueError, KeyError, SyntaxError) as error:
         raise ValueError(f"gin config error: {error}{_registered_alternatives(str(error))}") from error
+    check_binding_types(files, bindings)
 
 
 def _registered_alternatives(message: str) -> str:
