@@ -13,30 +13,86 @@ from genpo import registry
 
 
 def _train(args: argparse.Namespace) -> int:
-    from genpo.builders.experiment import new_experiment, resume_experiment
+    from genpo.training.interrupts import TrainingInterrupted
 
-    if args.trainer == "rsl_rl":
-        return _train_rsl_rl(args)
-    if args.resume:
-        if args.config or args.gin or args.seed is not None:
-            raise SystemExit("genpo train --resume DIR takes only --iterations/--quiet: the run's config.gin is reused")
-        trainer, settings = resume_experiment(args.resume)
-    else:
-        if not args.config:
-            raise SystemExit("genpo train: give a CONFIG.gin (e.g. gin/tasks/pendulum.gin) or --resume DIR")
-        out = args.out or _default_out(args.config)
-        trainer, settings = new_experiment(out, [args.config], _run_bindings(args))
-    iterations = args.iterations or settings.iterations
-    summary = trainer.train(iterations, quiet=args.quiet)
-    print(f"run directory: {trainer.run_dir}")
-    print(f"learning curve: {trainer.run_dir / 'learning_curve.png'}")
+    trainer, iterations = _resume_run(args) if args.resume else _new_run(args)
+    if trainer is None:
+        return 0
+    run_dir = trainer.run_dir
+    print(f"run directory: {run_dir}", flush=True)
+    resume_hint = f"resume with: genpo train --resume {run_dir}"
+    try:
+        summary = trainer.train(iterations, quiet=args.quiet)
+    except TrainingInterrupted as stop:
+        print(f"genpo train: stopped by {stop}\n{resume_hint}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print(
+            f"genpo train: interrupted twice; the iteration in flight was abandoned, the last checkpoint "
+            f"is {trainer.checkpoint_path}\n{resume_hint}",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"learning curve: {run_dir / 'learning_curve.png'}")
     print(f"checkpoint: {trainer.checkpoint_path}")
     print(json.dumps(summary, indent=2))
     return 0
 
 
+def _new_run(args: argparse.Namespace):
+    """Build a new run from CONFIG; returns (trainer, iterations to run)."""
+    if not args.config:
+        raise SystemExit("genpo train: give a CONFIG.gin (e.g. gin/tasks/pendulum.gin) or --resume DIR")
+    if args.allow_config_change:
+        raise SystemExit("genpo train: --allow-config-change applies to --resume only")
+    out = args.out or _default_out(args.config)
+    trainer_kind = args.trainer or "genpo"
+    trainer, settings = _trainer_builders(trainer_kind)[0](out, [args.config], _run_bindings(args), overwrite=args.overwrite)
+    return trainer, settings.iterations
+
+
+def _resume_run(args: argparse.Namespace):
+    """Rebuild the run in --resume DIR at its latest checkpoint; returns (trainer, iterations to run),
+    or (None, 0) for a run that already reached its target."""
+    from genpo.training.run_directory import iterations_to_run, read_config
+
+    given = [name for name, value in (("CONFIG", args.config), ("--gin", args.gin), ("--seed", args.seed),
+             ("--out", args.out), ("--overwrite", args.overwrite), ("--trainer", args.trainer)) if value]
+    if given:
+        raise SystemExit(
+            f"genpo train --resume DIR: {', '.join(given)} cannot be given (the run's config.gin is reused; "
+            "--iterations, --device, --allow-config-change and --quiet can)"
+        )
+    _, record = read_config(args.resume)
+    resume = _trainer_builders(record.trainer)[1]
+    trainer, _, record = resume(args.resume, allow_config_change=args.allow_config_change, bindings=_device_bindings(args))
+    iterations, record = iterations_to_run(args.resume, record, trainer.iteration, args.iterations)
+    if iterations == 0:
+        print(
+            f"{args.resume} already finished its {record.target_iterations} iterations; "
+            f"`genpo train --resume {args.resume} --iterations N` trains N more"
+        )
+        return None, 0
+    return trainer, iterations
+
+
+def _trainer_builders(trainer_kind: str):
+    """(new, resume) experiment builders of a trainer kind."""
+    if trainer_kind == "rsl_rl":
+        from genpo.baselines import rsl_rl
+
+        return rsl_rl.new_experiment, rsl_rl.resume_experiment
+    from genpo.builders.experiment import new_experiment, resume_experiment
+
+    return new_experiment, resume_experiment
+
+
+def _device_bindings(args: argparse.Namespace) -> list[str]:
+    return [] if args.device is None else [f"genpo.run.device = {args.device!r}"]
+
+
 def _run_bindings(args: argparse.Namespace) -> list[str]:
-    bindings = list(args.gin)
+    bindings = [*args.gin, *_device_bindings(args)]
     if args.seed is not None:
         bindings.append(f"genpo.run.seed = {args.seed}")
     if args.iterations is not None:
@@ -48,24 +104,13 @@ def _default_out(config: str) -> Path:
     return Path("runs") / f"{Path(config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _train_rsl_rl(args: argparse.Namespace) -> int:
-    from genpo.baselines import rsl_rl
-
-    if args.resume:
-        raise SystemExit("genpo train --trainer rsl_rl: --resume is not supported (rsl_rl runs start fresh)")
-    if not args.config:
-        raise SystemExit("genpo train --trainer rsl_rl: give a Gaussian CONFIG.gin (e.g. gin/tasks/hopper_gaussian.gin)")
-    out = args.out or _default_out(args.config)
-    summary = rsl_rl.train(out, [args.config], _run_bindings(args), quiet=args.quiet)
-    print(f"run directory: {out}")
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from genpo.builders.evaluation import evaluate_run
 
-    print(json.dumps(evaluate_run(args.run_dir, episodes=args.episodes, noise=args.noise, seed=args.seed), indent=2))
+    result = evaluate_run(
+        args.run_dir, episodes=args.episodes, noise=args.noise, seed=args.seed, checkpoint=args.checkpoint, device=args.device
+    )
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -102,19 +147,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gin", action="append", default=[], metavar="BINDING", help="extra gin binding (repeatable)")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<config>-<time>)")
     train.add_argument("--seed", type=int)
-    train.add_argument("--iterations", type=int, help="iterations to run (with --resume: how many more)")
-    train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    train.add_argument(
+        "--iterations", type=int, help="iterations to run (with --resume: how many more; without, resume finishes the run's budget)"
+    )
+    train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its latest checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start over")
+    train.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume: continue although config.gin was edited (recorded in config_changes.md)",
+    )
+    train.add_argument("--device", help="torch device, e.g. cpu or cuda (default: genpo.run.device, cpu)")
     train.add_argument("--quiet", action="store_true", help="plain log lines instead of a progress bar")
     train.add_argument(
         "--trainer",
         choices=("genpo", "rsl_rl"),
-        default="genpo",
         help="rsl_rl: train a Gaussian config with rsl_rl's OnPolicyRunner instead (needs the bench extra)",
     )
     train.set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a run's latest checkpoint; prints JSON")
+    evaluate = commands.add_parser("evaluate", help="evaluate a run's checkpoint; prints JSON")
     evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument(
+        "--checkpoint", default="latest", metavar="latest|best|PATH", help="which checkpoint (default: latest)"
+    )
+    evaluate.add_argument("--device", help="torch device (default: the run's)")
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--noise", choices=("zero", "fixed", "random"), default="zero")
     evaluate.add_argument("--seed", type=int, default=12345)
@@ -141,8 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError, ImportError) as error:
-        print(f"genpo {args.command}: error: {error}", file=sys.stderr)
+        print(f"genpo {args.command}: error: {_without_gin_context(str(error))}", file=sys.stderr)
         return 2
+
+
+def _without_gin_context(message: str) -> str:
+    """gin appends "In call to configurable ..." lines to errors raised inside configurables; the
+    message already names the culprit."""
+    return "\n".join(line for line in message.splitlines() if not line.strip().startswith("In call to configurable"))
 
 
 if __name__ == "__main__":

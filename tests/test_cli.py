@@ -68,7 +68,7 @@ def test_train_resume_appends_one_row(trained, tmp_path):
 
 
 def test_resume_refuses_new_config(trained):
-    with pytest.raises(SystemExit, match="takes only --iterations/--quiet"):
+    with pytest.raises(SystemExit, match="--gin cannot be given .the run's config.gin is reused"):
         main(["train", "--resume", str(trained[0]), "--gin", "genpo.trainer.epochs = 3"])
 
 

@@ -80,7 +80,7 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, make_tiny_experim
     first_half, _ = make_tiny_experiment(tmp_path / "b", config)
     first_half.train(k, quiet=True)
     gin.clear_config()
-    resumed, _ = resume_experiment(tmp_path / "b")
+    resumed, _, _ = resume_experiment(tmp_path / "b")
     assert (resumed.iteration, resumed.env_steps) == (k, k * BATCH)
     # normaliser, reward scaler, lr and episode accumulators come back exactly
     assert_state_dicts_equal(resumed.observation_normalizer.state_dict(), first_half.observation_normalizer.state_dict())
@@ -161,12 +161,12 @@ def test_nan_from_env_stops_with_iteration_source_and_last_checkpoint(tmp_path, 
     assert len(read_metrics(tmp_path / "run" / "metrics.csv")) == 2
 
 
-def test_nan_before_any_checkpoint_says_so(tmp_path, make_tiny_experiment, monkeypatch):
+def test_nan_in_the_first_iteration_keeps_the_iteration_0_checkpoint(tmp_path, make_tiny_experiment, monkeypatch):
     trainer, _ = make_tiny_experiment(tmp_path / "run")
     inject_nan(monkeypatch, trainer, iteration=1, key="reward")
-    with pytest.raises(NonFiniteError, match="iteration 1: non-finite reward .* last good checkpoint: none written yet"):
+    with pytest.raises(NonFiniteError, match="rollout collection: iteration 1: non-finite reward .* last good checkpoint: .*latest.pt .iteration 0."):
         trainer.train(2, quiet=True)
-    assert not trainer.checkpoint_path.exists()
+    assert load_checkpoint(trainer.checkpoint_path, CHECKPOINT_KEYS)["iteration"] == 0
 
 
 def test_non_finite_loss_names_the_term_and_iteration(tmp_path, make_tiny_experiment, monkeypatch):
@@ -183,7 +183,7 @@ def test_non_finite_loss_names_the_term_and_iteration(tmp_path, make_tiny_experi
     with pytest.raises(NonFiniteError) as failure:
         trainer.train(3, quiet=True)
     message = str(failure.value)
-    assert "iteration 2, epoch 0, minibatch 0: non-finite loss_critic" in message
+    assert "PPO update: iteration 2, epoch 0, minibatch 0: non-finite loss_critic" in message
     assert "loss_objective" not in message
     assert f"last good checkpoint: {trainer.checkpoint_path}" in message
     assert load_checkpoint(trainer.checkpoint_path, CHECKPOINT_KEYS)["iteration"] == 1

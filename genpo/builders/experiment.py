@@ -17,10 +17,33 @@ from genpo.builders.env import build_env
 from genpo.components.normalizers.observation import EmpiricalNormalizer
 from genpo.components.normalizers.reward import ReturnStdScaler
 from genpo.envs.base import BatchedEnv
+from genpo.training.run_directory import (
+    CONFIG_FILE,
+    OPERATIVE_CONFIG_FILE,
+    RunDirectoryError,
+    RunRecord,
+    accept_config_change,
+    config_changed,
+    holds_run,
+    prepare_new_run,
+    read_config,
+    refuse_config_change,
+    start_run,
+)
 from genpo.training.trainer import PPOSettings, Trainer
 
-CONFIG_FILE = "config.gin"
-OPERATIVE_CONFIG_FILE = "operative_config.gin"
+__all__ = [
+    "CONFIG_FILE",
+    "OPERATIVE_CONFIG_FILE",
+    "build_trainer",
+    "check_device",
+    "continue_experiment",
+    "new_experiment",
+    "resume_experiment",
+    "run_settings",
+    "seed_everything",
+    "start_experiment",
+]
 
 
 @attrs.frozen
@@ -38,7 +61,25 @@ def run_settings(
     """How long, on what and with which seed to train: ``genpo.run.iterations = 100``."""
     if iterations < 1:
         raise ValueError(f"genpo.run: iterations must be >= 1, got {iterations!r}")
+    check_device(device)
     return RunSettings(iterations, seed, device, num_threads)
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch device that this machine has; otherwise one line saying why not."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1')") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {device!r}: CUDA is not available ({why}); use 'cpu'")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif parsed.type != "cpu":
+        raise ValueError(f"device {device!r}: genpo trains on 'cpu' or 'cuda' devices")
+    return parsed
 
 
 @gin.configurable("trainer", module="genpo")
@@ -58,6 +99,7 @@ def build_trainer(
     kl_for_lr: str = "k1",
     critic_learning_rate: float | None = None,
     checkpoint_interval: int = 10,
+    keep_checkpoints: int = 3,
 ) -> Trainer:
     """Actor and critic sized from the env, the loss around them, and the trainer; all on env.device."""
     settings = PPOSettings(
@@ -68,6 +110,7 @@ def build_trainer(
         kl_for_lr=kl_for_lr,
         critic_learning_rate=critic_learning_rate,
         checkpoint_interval=checkpoint_interval,
+        keep_checkpoints=keep_checkpoints,
     )
     device = env.device
     actor = policy(env.observation_dim, env.action_dim).to(device)
@@ -102,30 +145,82 @@ def seed_everything(seed: int) -> None:
 
 
 def new_experiment(
-    run_dir: str | Path, config_files: Sequence[str | Path] = (), bindings: Sequence[str] = ()
+    run_dir: str | Path,
+    config_files: Sequence[str | Path] = (),
+    bindings: Sequence[str] = (),
+    *,
+    overwrite: bool = False,
 ) -> tuple[Trainer, RunSettings]:
-    """Parse the config, build everything, and save ``config.gin`` and ``operative_config.gin``.
+    """A new genpo PPO run (see :func:`start_experiment`)."""
+    return start_experiment("genpo", _build, run_dir, config_files, bindings, overwrite=overwrite)
 
-    Every binding is validated and every component built here, before any training step.
+
+def resume_experiment(
+    run_dir: str | Path, *, allow_config_change: bool = False, bindings: Sequence[str] = ()
+) -> tuple[Trainer, RunSettings, RunRecord]:
+    """A genpo PPO run continued from its latest checkpoint (see :func:`continue_experiment`)."""
+    return continue_experiment("genpo", _build, run_dir, allow_config_change=allow_config_change, bindings=bindings)
+
+
+def start_experiment(
+    trainer_kind: str,
+    build: Callable[[Path], tuple],
+    run_dir: str | Path,
+    config_files: Sequence[str | Path],
+    bindings: Sequence[str],
+    *,
+    overwrite: bool,
+) -> tuple:
+    """Parse the config, ``build(run_dir) -> (trainer, RunSettings)``, and start the run directory:
+    ``config.gin``, ``operative_config.gin``, ``run.json`` and an iteration-0 checkpoint (so that a
+    run killed before its first periodic checkpoint can still be resumed).
+
+    Every binding is validated and every component built here, before any training step. A folder
+    that already holds a run is refused unless ``overwrite``.
     """
+    run_dir = Path(run_dir)
+    if holds_run(run_dir) and not overwrite:
+        prepare_new_run(run_dir)  # raises, naming --resume and --overwrite
     parse_config(config_files, bindings)
-    run_dir = Path(run_dir)
-    trainer, settings = _build(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(gin.config_str())
-    (run_dir / OPERATIVE_CONFIG_FILE).write_text(gin.operative_config_str())
+    trainer, settings = build(run_dir)
+    prepare_new_run(run_dir, overwrite=overwrite)
+    start_run(
+        run_dir,
+        trainer=trainer_kind,
+        config_text=gin.config_str(),
+        operative_text=gin.operative_config_str(),
+        target_iterations=settings.iterations,
+    )
+    trainer.save()
     return trainer, settings
 
 
-def resume_experiment(run_dir: str | Path) -> tuple[Trainer, RunSettings]:
-    """Rebuild a run from its ``config.gin`` and load its latest checkpoint."""
+def continue_experiment(
+    trainer_kind: str,
+    build: Callable[[Path], tuple],
+    run_dir: str | Path,
+    *,
+    allow_config_change: bool,
+    bindings: Sequence[str],
+) -> tuple:
+    """Rebuild a run from its ``config.gin`` (plus ``bindings``, e.g. a device) with ``build`` and
+    load its latest checkpoint; returns (trainer, settings, run record). A ``config.gin`` edited
+    since the run started is refused unless ``allow_config_change``, in which case the change is
+    recorded in the run directory."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a genpo run directory (no {CONFIG_FILE})")
-    parse_config([run_dir / CONFIG_FILE])
-    trainer, settings = _build(run_dir)
+    config, record = read_config(run_dir)
+    if record.trainer != trainer_kind:
+        raise RunDirectoryError(f"{run_dir} was trained by the {record.trainer} trainer, not {trainer_kind}")
+    changed = config_changed(run_dir, record)
+    if changed and not allow_config_change:
+        refuse_config_change(run_dir)
+    parse_config([config], bindings)
+    trainer, settings = build(run_dir)
     trainer.load()
-    return trainer, settings
+    if changed:
+        old_operative = (run_dir / OPERATIVE_CONFIG_FILE).read_text()
+        record = accept_config_change(run_dir, record, trainer.iteration, old_operative, gin.operative_config_str())
+    return trainer, settings, record
 
 
 def _build(run_dir: Path) -> tuple[Trainer, RunSettings]:

@@ -1,20 +1,19 @@
 """Atomic, safely loadable checkpoints.
 
-Written to a temporary file in the same folder, flushed to disk, then renamed over the target, so a
-crash never leaves a half-written checkpoint under the real name. Loaded with
+Written with :func:`~genpo.training.atomic_files.atomic_write`, so a crash never leaves a
+half-written checkpoint under the real name. Loaded with
 ``torch.load(weights_only=True)``: no code runs from a checkpoint file. numpy arrays (e.g. from an
 env's state) are stored as tensors and restored as arrays.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genpo.training.atomic_files import atomic_write
 from genpo.training.errors import CheckpointError
 
 FORMAT = "genpo-checkpoint-v1"
@@ -23,19 +22,7 @@ _NUMPY_TAG = "__numpy_array__"
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Write ``state`` atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            torch.save({"format": FORMAT, **_encode(state)}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save({"format": FORMAT, **_encode(state)}, handle))
 
 
 def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> dict:
@@ -75,3 +62,23 @@ def _decode(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_decode(item) for item in value)
     return value
+
+
+def load_module_state(module: torch.nn.Module, state: dict, name: str, path: str | Path) -> None:
+    """``module.load_state_dict(state)``, with a one-line error naming the first entry that does not
+    fit (a config edited after the checkpoint was written) instead of torch's list of mismatches."""
+    own = module.state_dict()
+    for key, value in state.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this config: {name} entry {key!r} has shape "
+                f"{list(value.shape)} in the checkpoint and {list(own[key].shape)} in the model built from the config"
+            )
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this config: {name} "
+            + (f"lacks {', '.join(missing[:3])}" if missing else f"has unknown entries {', '.join(unexpected[:3])}")
+            + " (was the model changed after the checkpoint was written?)"
+        )
+    module.load_state_dict(state)

@@ -127,14 +127,19 @@ class RolloutCollector:
                 )
 
     def state_dict(self) -> dict:
+        """Before the first collection (an iteration-0 checkpoint) the env is as built from its seed:
+        no env state is stored, and a resume rebuilds it from the same seed."""
         return {
-            "env": self.env.state_dict(),
+            "env": None if self.pending is None else self.env.state_dict(),
             "pending": None if self.pending is None else self.pending.to_dict(),
             "episode_return": self.episode_return.clone(),
             "episode_length": self.episode_length.clone(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if state["env"] is None:
+            self.pending = None
+            return
         self.env.load_state_dict(state["env"])
         if not self.env.restores_state:
             self.pending = None  # the next collect resets the env; the saved episodes cannot continue

@@ -2,37 +2,57 @@
 
 torchrl's ``CSVLogger`` writes one file per scalar; users (and the sweep runner) want one
 ``metrics.csv`` row per iteration, so that file is written here. TensorBoard goes through torchrl.
+
+A resumed run continues from its checkpoint, so the logger starts by cutting every record back to
+the checkpoint's iteration: rows past it are dropped from ``metrics.csv`` (rewritten atomically)
+and TensorBoard is rebuilt from the kept rows (its event files cannot be cut), so the CSV,
+TensorBoard, the summary and the curve hold exactly the iterations the restored state has seen.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 from tqdm import tqdm
 
+from genpo.training.atomic_files import atomic_write_text
+
 METRICS_FILE = "metrics.csv"
 CURVE_FILE = "learning_curve.png"
 SUMMARY_FILE = "summary.json"
+TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_STAGING = "tensorboard.rebuild"
+NO_EPISODE_YET = "no finished episode yet"
 
 
 class RunLogger:
-    """Writes each iteration's metrics row to the run directory and shows progress."""
+    """Writes each iteration's metrics row to the run directory and shows progress.
+
+    ``start_iteration``: the iteration of the state training continues from (0 for a new run);
+    records of later iterations are discarded.
+    """
 
     def __init__(self, run_dir: Path, total_iterations: int, *, quiet: bool = False, start_iteration: int = 0):
         self.run_dir = run_dir
         self.quiet = quiet
         self.total_iterations = total_iterations
-        self.rows = read_metrics(run_dir / METRICS_FILE)
-        self.columns: list[str] = list(self.rows[0]) if self.rows else []
-        from torchrl.record.loggers import TensorboardLogger
-
-        self.tensorboard = TensorboardLogger(exp_name="tensorboard", log_dir=str(run_dir))
-        self.progress = None if quiet else tqdm(total=total_iterations, initial=0, desc="train", unit="it", dynamic_ncols=True)
-        self.last_return = math.nan
         self.start_iteration = start_iteration
+        recorded = read_metrics(run_dir / METRICS_FILE)
+        self.rows = [row for row in recorded if row["iteration"] <= start_iteration]
+        self.columns: list[str] = list(recorded[0]) if recorded else []
+        if len(self.rows) < len(recorded):
+            self._rewrite()
+        if any((run_dir / name).exists() for name in (TENSORBOARD_DIR, TENSORBOARD_STAGING)):
+            self._rebuild_tensorboard()
+        self.tensorboard = _tensorboard_logger(run_dir, TENSORBOARD_DIR)
+        self.progress = None if quiet else tqdm(total=total_iterations, initial=0, desc="train", unit="it", dynamic_ncols=True)
+        returns = [row["return_mean"] for row in self.rows if math.isfinite(row.get("return_mean", math.nan))]
+        self.last_return = returns[-1] if returns else math.nan
 
     def log(self, metrics: dict[str, float]) -> None:
         self.rows.append(metrics)
@@ -42,18 +62,20 @@ class RunLogger:
         else:
             with open(self.run_dir / METRICS_FILE, "a", newline="") as handle:
                 csv.DictWriter(handle, self.columns).writerow(metrics)
-        step = int(metrics["env_steps"])
-        for key, value in metrics.items():
-            if key != "iteration" and math.isfinite(value):
-                self.tensorboard.log_scalar(key, value, step=step)
+        _log_scalars(self.tensorboard, metrics)
         if math.isfinite(metrics["return_mean"]):
             self.last_return = metrics["return_mean"]
         self._show(metrics)
 
+    @property
+    def last_return_text(self) -> str:
+        """The last finished episodes' mean return, or that none has finished yet."""
+        return f"{self.last_return:.1f}" if math.isfinite(self.last_return) else NO_EPISODE_YET
+
     def _show(self, metrics: dict[str, float]) -> None:
         if self.progress is not None:
             self.progress.set_postfix(
-                ret=f"{self.last_return:.1f}", steps_s=f"{metrics['env_steps_per_s']:.0f}", lr=f"{metrics['lr']:.1e}"
+                ret=self.last_return_text, steps_s=f"{metrics['env_steps_per_s']:.0f}", lr=f"{metrics['lr']:.1e}"
             )
             self.progress.update(1)
             return
@@ -61,18 +83,28 @@ class RunLogger:
         if done == self.total_iterations or done % max(1, self.total_iterations // 10) == 0:
             print(
                 f"iteration {int(metrics['iteration'])}  env_steps {int(metrics['env_steps'])}  "
-                f"return {self.last_return:.2f}  {metrics['env_steps_per_s']:.0f} steps/s",
+                f"return {self.last_return_text}  {metrics['env_steps_per_s']:.0f} steps/s",
                 flush=True,
             )
 
     def _rewrite(self) -> None:
-        path = self.run_dir / METRICS_FILE
-        temporary = path.with_suffix(".csv.tmp")
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        temporary.replace(path)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.run_dir / METRICS_FILE, text.getvalue())
+
+    def _rebuild_tensorboard(self) -> None:
+        """Replace ``tensorboard/`` by the kept rows' scalars (an interrupted rebuild is redone at the
+        next resume, from the CSV)."""
+        staging = self.run_dir / TENSORBOARD_STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        logger = _tensorboard_logger(self.run_dir, staging.name)
+        for row in self.rows:
+            _log_scalars(logger, row)
+        logger.experiment.close()
+        shutil.rmtree(self.run_dir / TENSORBOARD_DIR, ignore_errors=True)
+        staging.rename(self.run_dir / TENSORBOARD_DIR)
 
     def close(self) -> dict:
         """Flush TensorBoard, draw the learning curve and write ``summary.json``; returns the summary."""
@@ -81,8 +113,22 @@ class RunLogger:
         self.tensorboard.experiment.flush()
         plot_learning_curve(self.rows, self.run_dir / CURVE_FILE)
         summary = summarize(self.rows)
-        (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
         return summary
+
+
+def _tensorboard_logger(run_dir: Path, name: str):
+    from torchrl.record.loggers import TensorboardLogger
+
+    return TensorboardLogger(exp_name=name, log_dir=str(run_dir))
+
+
+def _log_scalars(logger, row: dict[str, float]) -> None:
+    """Every finite metric of one iteration's row, against env steps."""
+    step = int(row["env_steps"])
+    for key, value in row.items():
+        if key != "iteration" and math.isfinite(value):
+            logger.log_scalar(key, value, step=step)
 
 
 def summarize(rows: list[dict[str, float]]) -> dict:
@@ -119,6 +165,9 @@ def plot_learning_curve(rows: list[dict[str, float]], path: Path) -> None:
     if points:
         steps, returns = zip(*points, strict=True)
         axis.plot(steps, returns)
+    else:
+        done = f" after {int(rows[-1]['env_steps'])} env steps" if rows else ""
+        axis.text(0.5, 0.5, f"{NO_EPISODE_YET}{done}", transform=axis.transAxes, ha="center", va="center")
     axis.set_xlabel("env steps")
     axis.set_ylabel("episode return")
     axis.grid(alpha=0.3)

@@ -13,10 +13,12 @@ from torch import nn
 
 from genpo.components.actors.base import Actor
 from genpo.envs.base import BatchedEnv
-from genpo.training.checkpoint import load_checkpoint, save_checkpoint
+from genpo.training.checkpoint import load_checkpoint, load_module_state
+from genpo.training.checkpoint_history import CheckpointHistory
 from genpo.training.errors import NonFiniteError
 from genpo.training.rollout import RolloutCollector
-from genpo.training.run_logger import RunLogger
+from genpo.training.run_directory import CHECKPOINT_DIR
+from genpo.training.training_loop import run_training
 
 CHECKPOINT_KEYS = (
     "iteration",
@@ -49,6 +51,7 @@ class PPOSettings:
     kl_for_lr: str = attrs.field(default="k1", validator=attrs.validators.in_(("k1", "k3")))
     critic_learning_rate: float | None = attrs.field(default=None, validator=_positive)
     checkpoint_interval: int = attrs.field(default=10, validator=_positive)
+    keep_checkpoints: int = attrs.field(default=3, validator=attrs.validators.ge(0))
 
 
 class Trainer:
@@ -87,6 +90,7 @@ class Trainer:
         self.reward_scaler = reward_scaler
         self.settings = settings
         self.run_dir = Path(run_dir)
+        self.history = CheckpointHistory(self.run_dir / CHECKPOINT_DIR, settings.keep_checkpoints)
         learning_rate = lr_controller.learning_rate
         self.separate_critic_lr = settings.critic_learning_rate is not None
         self.optimizer = torch.optim.Adam(
@@ -109,18 +113,24 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "latest.pt"
+        return self.history.latest
 
     # ----------------------------------------------------------------------------------- one iteration
     def run_iteration(self) -> dict[str, float]:
         """Collect, estimate advantages, update; returns the iteration's metrics row."""
         start = time.perf_counter()
         self.actor.eval()
-        rollout, episodes = self.collector.collect(self.iteration + 1)
+        try:
+            rollout, episodes = self.collector.collect(self.iteration + 1)
+        except NonFiniteError as error:
+            raise NonFiniteError(f"rollout collection: {error}") from None
         collected = time.perf_counter()
         self.advantage(rollout)
         self.actor.train()
-        update_metrics = self.update(rollout.exclude("next").reshape(-1))
+        try:
+            update_metrics = self.update(rollout.exclude("next").reshape(-1))
+        except NonFiniteError as error:
+            raise NonFiniteError(f"PPO update: {error}") from None
         finished = time.perf_counter()
         self.iteration += 1
         self.env_steps += rollout.numel()
@@ -181,26 +191,16 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- the run loop
     def train(self, iterations: int, *, quiet: bool = False) -> dict:
-        """Run ``iterations`` more iterations, logging each and checkpointing atomically; returns the
-        run's summary (also written to ``summary.json``)."""
-        if iterations < 1:
-            raise ValueError(f"train: iterations must be >= 1, got {iterations!r}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        logger = RunLogger(self.run_dir, iterations, quiet=quiet, start_iteration=self.iteration)
-        try:
-            for _ in range(iterations):
-                try:
-                    metrics = self.run_iteration()
-                except NonFiniteError as error:
-                    kept = self.checkpoint_path if self.checkpoint_path.is_file() else "none written yet"
-                    raise NonFiniteError(f"{error}; run stopped, last good checkpoint: {kept}") from None
-                logger.log(metrics)
-                if self.iteration % self.settings.checkpoint_interval == 0:
-                    self.save()
-            self.save()
-        finally:
-            summary = logger.close()
-        return summary
+        """Run ``iterations`` more iterations (see :func:`~genpo.training.training_loop.run_training`);
+        returns the run's summary (also written to ``summary.json``)."""
+        return run_training(
+            self,
+            self.run_dir,
+            iterations,
+            history=self.history,
+            checkpoint_interval=self.settings.checkpoint_interval,
+            quiet=quiet,
+        )
 
     # ---------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -222,15 +222,21 @@ class Trainer:
             "rng": rng,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, source: str | Path = "checkpoint") -> None:
+        """Restore a :meth:`state_dict`; a network or normaliser that does not fit the one built from
+        the config fails naming the entry (``source`` names the file in that message)."""
+        modules = {
+            "actor": self.actor,
+            "critic": self.critic,
+            "observation_normalizer": self.observation_normalizer,
+            "critic_observation_normalizer": self.critic_observation_normalizer,
+            "reward_scaler": self.reward_scaler,
+        }
+        for name, module in modules.items():
+            if module is not None:
+                load_module_state(module, state[name], name, source)
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.observation_normalizer.load_state_dict(state["observation_normalizer"])
-        if self.critic_observation_normalizer is not None:
-            self.critic_observation_normalizer.load_state_dict(state["critic_observation_normalizer"])
-        self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.lr_controller.load_state_dict(state["lr_controller"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.collector.load_state_dict(state["collector"])
@@ -239,10 +245,13 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def save(self) -> Path:
-        return save_checkpoint(self.state_dict(), self.checkpoint_path)
+        """Checkpoint the current state as ``latest`` (and an iteration entry of the history)."""
+        return self.history.save(self.state_dict())
 
     def load(self, path: str | Path | None = None) -> None:
-        self.load_state_dict(load_checkpoint(path or self.checkpoint_path, CHECKPOINT_KEYS))
+        self.history.discard_partial_writes()
+        path = path or self.checkpoint_path
+        self.load_state_dict(load_checkpoint(path, CHECKPOINT_KEYS), path)
 
 
 _METRIC_NAMES = {"loss_objective": "policy_loss", "loss_critic": "value_loss"}

@@ -1,0 +1,86 @@
+"""The run loop shared by genpo's trainer and the rsl_rl baseline: iterate, log, checkpoint, and
+stop without losing more than the iteration in flight.
+
+Written once so that both trainers give the same guarantees: metrics and checkpoints stay
+consistent across a crash and ``--resume``, a signal ends the run with a checkpoint, a non-finite
+value stops it naming the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Protocol
+
+from genpo.training.checkpoint_history import CheckpointHistory
+from genpo.training.errors import NonFiniteError
+from genpo.training.interrupts import InterruptGuard, TrainingInterrupted
+from genpo.training.run_logger import RunLogger
+
+
+class Trainable(Protocol):
+    """What the loop drives: one iteration at a time, and the state to checkpoint."""
+
+    iteration: int
+
+    def run_iteration(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict: ...
+
+
+def interval_return(rows: list[dict[str, float]], after_iteration: int) -> float | None:
+    """Mean return of the episodes finished in the iterations after ``after_iteration`` (each
+    iteration's mean weighted by its episode count); None when none finished."""
+    weighted = [
+        (row["return_mean"], row["episodes"])
+        for row in rows
+        if row["iteration"] > after_iteration and row.get("episodes", 0) > 0 and math.isfinite(row["return_mean"])
+    ]
+    episodes = sum(count for _, count in weighted)
+    return sum(value * count for value, count in weighted) / episodes if episodes else None
+
+
+def run_training(
+    trainable: Trainable,
+    run_dir: Path,
+    iterations: int,
+    *,
+    history: CheckpointHistory,
+    checkpoint_interval: int,
+    quiet: bool = False,
+) -> dict:
+    """Run ``iterations`` more iterations of ``trainable`` (which continues from its checkpoint's
+    iteration), logging each, checkpointing every ``checkpoint_interval`` iterations and at the end;
+    returns the run summary (also in ``summary.json``).
+
+    SIGINT/SIGTERM: the iteration in flight finishes, a checkpoint is written and
+    :class:`TrainingInterrupted` is raised; a second signal abandons the iteration at once.
+    """
+    if iterations < 1:
+        raise ValueError(f"train: iterations must be >= 1, got {iterations!r}")
+    logger = RunLogger(run_dir, iterations, quiet=quiet, start_iteration=trainable.iteration)
+    saved_at = trainable.iteration
+
+    def checkpoint() -> None:
+        nonlocal saved_at
+        history.save(trainable.state_dict(), interval_return(logger.rows, saved_at))
+        saved_at = trainable.iteration
+
+    try:
+        with InterruptGuard() as interrupt:
+            for _ in range(iterations):
+                try:
+                    metrics = trainable.run_iteration()
+                except NonFiniteError as error:
+                    kept = f"{history.latest} (iteration {saved_at})" if history.latest.is_file() else "none written yet"
+                    raise NonFiniteError(f"{error}; run stopped, last good checkpoint: {kept}") from None
+                logger.log(metrics)
+                if trainable.iteration % checkpoint_interval == 0 or interrupt.requested:
+                    checkpoint()
+                if interrupt.requested:
+                    raise TrainingInterrupted(interrupt.signum, trainable.iteration, str(history.latest))
+            if saved_at != trainable.iteration:
+                checkpoint()
+    finally:
+        summary = logger.close()
+    return summary
