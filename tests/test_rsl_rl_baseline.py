@@ -1,11 +1,14 @@
 """rsl_rl's PPO on genpo envs and configs (genpo.baselines.rsl_rl): config translation, the VecEnv
-adapter's episode bookkeeping, runs through the CLI and the sweep runner."""
+adapter's episode bookkeeping and state, runs through the CLI (new, resumed, evaluated, refused) and
+the sweep runner."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 
+import gin
 import pytest
 import torch
 from conftest import GAUSSIAN_CONFIG, GENPO_CONFIG, TINY_BINDINGS
@@ -15,6 +18,7 @@ from genpo.builders import new_experiment
 from genpo.cli import main
 from genpo.envs.base import BatchedEnv
 from genpo.sweep import parse_spec, plan, train_command
+from genpo.training.checkpoint import load_checkpoint
 
 rsl_rl = pytest.importorskip("genpo.baselines.rsl_rl")
 pytest.importorskip("rsl_rl")
@@ -123,12 +127,41 @@ def test_vec_env_records_each_finished_episode_and_flags_time_outs():
     assert env.pop_episodes()["return"].numel() == 0
 
 
-def _train(run_dir, seed=0):
-    argv = ["train", GAUSSIAN_CONFIG, "--trainer", "rsl_rl", "--out", str(run_dir), "--seed", str(seed), "--quiet"]
+def test_vec_env_state_continues_the_running_episodes():
+    env = rsl_rl.vec_env(ScriptedEnv())
+    assert env.state_dict()["env"] is None  # not stepped yet: a resume rebuilds the env from its seed
+    for _ in range(3):
+        env.step(torch.zeros(2, 1))
+    env.pop_episodes()
+    state = env.state_dict()
+    later = [env.step(torch.zeros(2, 1))[1] for _ in range(3)]
+    expected = env.pop_episodes()
+    restored = rsl_rl.vec_env(ScriptedEnv())
+    restored.load_state_dict(state)
+    assert [restored.step(torch.zeros(2, 1))[1].tolist() for _ in range(3)] == [reward.tolist() for reward in later]
+    episodes = restored.pop_episodes()
+    # env 0's episode from t = 3 to 4 carries the reward of t = 3 saved in the accumulator
+    assert sorted(episodes["return"].tolist()) == sorted(expected["return"].tolist()) == [7.0, 11.0, 30.0]
+    assert sorted(episodes["length"].tolist()) == sorted(expected["length"].tolist())
+
+
+def _train(run_dir, seed=0, extra=()):
+    gin.clear_config()
+    argv = ["train", GAUSSIAN_CONFIG, "--trainer", "rsl_rl", "--out", str(run_dir), "--seed", str(seed), "--quiet", *extra]
     argv += [arg for binding in TINY_BINDINGS for arg in ("--gin", binding)]
     assert main(argv) == 0
+    return _metrics(run_dir)
+
+
+def _metrics(run_dir):
     with open(run_dir / "metrics.csv") as handle:
         return list(csv.DictReader(handle))
+
+
+def _resume(run_dir, iterations):
+    gin.clear_config()
+    assert main(["train", "--resume", str(run_dir), "--iterations", str(iterations), "--quiet"]) == 0
+    return _metrics(run_dir)
 
 
 def test_cli_run_writes_genpo_metrics_and_a_seed_fixes_it(tmp_path):
@@ -141,9 +174,92 @@ def test_cli_run_writes_genpo_metrics_and_a_seed_fixes_it(tmp_path):
     assert [row["return_mean"] for row in first] != [row["return_mean"] for row in other]
 
 
-def test_cli_refuses_resume_for_rsl_rl(tmp_path):
-    with pytest.raises(SystemExit, match="--resume is not supported"):
-        main(["train", "--trainer", "rsl_rl", "--resume", str(tmp_path)])
+def test_cli_run_writes_a_genpo_checkpoint_and_a_run_record(tmp_path):
+    _train(tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert (record["trainer"], record["target_iterations"]) == ("rsl_rl", 2)
+    state = load_checkpoint(tmp_path / "checkpoints" / "latest.pt", rsl_rl.CHECKPOINT_KEYS)  # weights_only=True
+    assert (state["iteration"], state["env_steps"]) == (2, 256)
+    assert {"actor_state_dict", "critic_state_dict", "optimizer_state_dict"} <= set(state["rsl_rl"])
+    assert state["learning_rate"] == state["rsl_rl"]["optimizer_state_dict"]["param_groups"][0]["lr"]
+    vec_env = state["vec_env"]
+    assert vec_env["env"] is not None and vec_env["observation"].shape == (16, 3)
+    assert vec_env["episode_length_buf"].tolist() == [4] * 16  # 16 steps into 12-step episodes
+    start = load_checkpoint(tmp_path / "checkpoints" / "iteration_0000000.pt")
+    assert start["iteration"] == 0 and start["vec_env"]["env"] is None  # written before the first step
+    config = json.loads((tmp_path / rsl_rl.RSL_RL_CONFIG_FILE).read_text())
+    assert config["num_steps_per_env"] == 8
+
+
+def test_a_second_run_in_the_same_folder_is_refused(tmp_path, capsys):
+    rsl_rl.new_experiment(tmp_path, [GAUSSIAN_CONFIG], TINY_BINDINGS)
+    before = (tmp_path / "checkpoints" / "latest.pt").read_bytes()
+    gin.clear_config()
+    argv = ["train", GAUSSIAN_CONFIG, "--trainer", "rsl_rl", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+TIMING_COLUMNS = ("wall_time", "env_steps_per_s")
+
+
+def _without_timing(rows):
+    return [{key: value for key, value in row.items() if key not in TIMING_COLUMNS} for row in rows]
+
+
+def _assert_same_state(path, other_path):
+    state, other = load_checkpoint(path), load_checkpoint(other_path)
+    for key in ("actor_state_dict", "critic_state_dict"):
+        for name, value in state["rsl_rl"][key].items():
+            assert torch.equal(value, other["rsl_rl"][key][name]), f"{key} {name}"
+    moments = state["rsl_rl"]["optimizer_state_dict"]["state"]
+    for index, entry in moments.items():
+        for name, value in entry.items():
+            assert torch.equal(value, other["rsl_rl"]["optimizer_state_dict"]["state"][index][name]), f"adam {index} {name}"
+    assert state["learning_rate"] == other["learning_rate"]
+    assert torch.equal(state["rng"]["torch"], other["rng"]["torch"])
+    for key in ("observation", "episode_length_buf", "episode_return"):
+        assert torch.equal(state["vec_env"][key], other["vec_env"][key]), key
+
+
+def test_cli_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    """2 + 2 iterations (stopped mid-episode: 16 steps into 12-step episodes) == 4 iterations; so does
+    a run resumed from its iteration-0 checkpoint (env state not yet saved)."""
+    straight = _train(tmp_path / "straight", extra=["--iterations", "4"])
+    straight_state = tmp_path / "straight" / "checkpoints" / "latest.pt"
+    _train(tmp_path / "resumed")
+    resumed = _resume(tmp_path / "resumed", 2)
+    assert [row["iteration"] for row in resumed] == ["1", "2", "3", "4"]
+    assert _without_timing(resumed) == _without_timing(straight)
+    assert float(straight[1]["lr"]) != 1e-3  # the adaptive lr moved before the stop, and was restored
+    _assert_same_state(tmp_path / "resumed" / "checkpoints" / "latest.pt", straight_state)
+
+    gin.clear_config()
+    rsl_rl.new_experiment(tmp_path / "from_start", [GAUSSIAN_CONFIG], TINY_BINDINGS)  # killed before iteration 1
+    assert _without_timing(_resume(tmp_path / "from_start", 4)) == _without_timing(straight)
+    _assert_same_state(tmp_path / "from_start" / "checkpoints" / "latest.pt", straight_state)
+
+
+def _evaluate(capsys, run_dir, *args):
+    gin.clear_config()
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--episodes", "3", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_evaluates_an_rsl_rl_run(tmp_path, capsys):
+    _train(tmp_path)
+    zero = _evaluate(capsys, tmp_path)
+    assert (zero["checkpoint_iteration"], zero["episodes"], zero["noise"]) == (2, 3, "zero")
+    assert zero["checkpoint"] == str(tmp_path / "checkpoints" / "latest.pt")
+    assert zero["episode_length_mean"] == 12.0 and math.isfinite(zero["return_mean"])
+    assert _evaluate(capsys, tmp_path) == zero  # the mean action: deterministic
+    assert _evaluate(capsys, tmp_path, "--noise", "random")["return_mean"] != zero["return_mean"]
+    fixed = _evaluate(capsys, tmp_path, "--noise", "fixed")
+    assert fixed["return_mean"] != zero["return_mean"] and _evaluate(capsys, tmp_path, "--noise", "fixed") == fixed
+    start = _evaluate(capsys, tmp_path, "--checkpoint", "iteration_0000000.pt")
+    assert start["checkpoint_iteration"] == 0 and start["return_mean"] != zero["return_mean"]
 
 
 def test_sweep_variant_with_the_rsl_rl_trainer(tmp_path):

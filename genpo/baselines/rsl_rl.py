@@ -7,6 +7,14 @@ Gaussian PPO is translated into rsl_rl's runner config, the env is wrapped in rs
 shape, and the run directory gets genpo's ``metrics.csv`` / ``summary.json`` so that reports and
 plots treat both alike. Training itself is rsl_rl's code, untouched.
 
+Runs have genpo's run-directory lifecycle (``run.json``, ``config.gin``, checkpoint history, safe
+stop on SIGINT/SIGTERM, ``--resume``, ``genpo evaluate``): :class:`RslRlTrainer` gives the runner the
+surface of genpo's ``Trainer`` that :func:`~genpo.training.training_loop.run_training` and the CLI
+use. Its checkpoint is a genpo checkpoint (loadable with ``weights_only=True``) holding rsl_rl's
+``alg.save()`` dict, the adaptive learning rate, the env's state, the ``VecEnv`` adapter's episode
+accumulators and pending observations, and the torch RNG state: on CPU a resumed run continues
+exactly as an uninterrupted one.
+
 What is carried over from the genpo config (read from the objects genpo builds, so that defaults and
 bindings count alike): env, num_envs, steps per env, epochs, minibatches, clip, value clip on/off,
 value / entropy coefficients, gamma, lambda, max grad norm, KL-adaptive (or fixed) learning rate and
@@ -34,18 +42,34 @@ import torch
 from tensordict import TensorDict
 
 from genpo.builders.config import parse_config
-from genpo.builders.experiment import CONFIG_FILE, build_trainer, run_settings, seed_everything
 from genpo.builders.env import build_env
+from genpo.builders.experiment import (
+    RunSettings,
+    build_trainer,
+    check_device,
+    continue_experiment,
+    run_settings,
+    seed_everything,
+    start_experiment,
+)
 from genpo.components.actors.gaussian import GaussianActor
 from genpo.components.networks.critic import ValueMLP
 from genpo.components.networks.mlp import mlp_layout
 from genpo.components.normalizers.observation import EmpiricalNormalizer, IdentityNormalizer
 from genpo.components.optim.lr_controllers import FixedLR, KLAdaptiveLR
 from genpo.envs.base import BatchedEnv
-from genpo.training.run_logger import RunLogger
-from genpo.training.trainer import Trainer
+from genpo.training.atomic_files import atomic_write_text
+from genpo.training.checkpoint import load_checkpoint, load_module_state
+from genpo.training.checkpoint_history import CheckpointHistory
+from genpo.training.errors import NonFiniteError
+from genpo.training.evaluation import evaluate_policy
+from genpo.training.run_directory import CHECKPOINT_DIR, RunRecord, read_config
+from genpo.training.trainer import PPOSettings, Trainer
+from genpo.training.training_loop import run_training
 
 RSL_RL_CONFIG_FILE = "rsl_rl_config.json"
+TRAINER_KIND = "rsl_rl"
+CHECKPOINT_KEYS = ("iteration", "env_steps", "rsl_rl", "learning_rate", "current_learning_iteration", "vec_env", "rng")
 
 
 def _import_rsl_rl():
@@ -77,6 +101,7 @@ def vec_env(env: BatchedEnv):
             self.cfg = {}
             self.episode_return = torch.zeros(env.num_envs, device=env.device)
             self.finished: dict[str, list[torch.Tensor]] = {"return": [], "length": []}
+            self.stepped = False  # the env's state is saved only once it has been stepped
             self._observations = self._group(env.reset()["observation"])
 
         def _group(self, observation: torch.Tensor) -> TensorDict:
@@ -86,6 +111,7 @@ def vec_env(env: BatchedEnv):
             return self._observations
 
         def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
+            self.stepped = True
             result = self.env.step(actions)
             truncated = result["truncated"]
             dones = result["terminated"] | truncated
@@ -107,6 +133,40 @@ def vec_env(env: BatchedEnv):
             episodes = {key: torch.cat(values) if values else torch.zeros(0) for key, values in self.finished.items()}
             self.finished = {"return": [], "length": []}
             return episodes
+
+        def restart(self) -> None:
+            """Reset every env and start new episodes."""
+            self._observations = self._group(self.env.reset()["observation"])
+            self.episode_length_buf.zero_()
+            self.episode_return.zero_()
+            self.finished = {"return": [], "length": []}
+
+        def state_dict(self) -> dict:
+            """The env's state (None before its first step: a resume rebuilds it from its seed, as
+            genpo's rollout collector does), the observations to act on next and the running
+            episodes' accumulators."""
+            return {
+                "env": self.env.state_dict() if self.stepped else None,
+                "observation": self._observations["policy"].clone(),
+                "episode_length_buf": self.episode_length_buf.clone(),
+                "episode_return": self.episode_return.clone(),
+            }
+
+        def load_state_dict(self, state: dict) -> None:
+            self.finished = {"return": [], "length": []}
+            if state["env"] is None:
+                if self.stepped:
+                    self.restart()
+                    self.stepped = False
+                return
+            self.env.load_state_dict(state["env"])
+            self.stepped = True
+            if not self.env.restores_state:
+                self.restart()  # the saved episodes cannot continue
+                return
+            self._observations = self._group(state["observation"].to(self.device))
+            self.episode_length_buf.copy_(state["episode_length_buf"])
+            self.episode_return.copy_(state["episode_return"])
 
     return BatchedVecEnv(env)
 
@@ -207,29 +267,218 @@ def run_iteration(runner) -> dict[str, float]:
     }
 
 
-def train(run_dir: str | Path, config_files: Sequence[str | Path], bindings: Sequence[str] = (), *, quiet: bool = False) -> dict:
-    """Train rsl_rl's PPO for the Gaussian config in ``config_files``; genpo's run files in ``run_dir``.
+def _rng_state() -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
 
-    ``genpo.run.seed`` / ``num_threads`` / ``iterations`` / ``device`` apply as for genpo's trainer.
-    Returns the run summary.
+
+class RslRlTrainer:
+    """An rsl_rl ``OnPolicyRunner`` with the surface of genpo's ``Trainer`` that the run loop and the
+    CLI use: ``iteration``, ``env_steps``, ``run_dir``, ``history``, ``checkpoint_path``,
+    :meth:`run_iteration`, :meth:`state_dict` / :meth:`load_state_dict`, :meth:`save` / :meth:`load`
+    and :meth:`train`.
+
+    ``settings``: the genpo PPO settings the runner config was translated from (for the checkpoint
+    interval and how many checkpoints to keep).
     """
-    parse_config(config_files, bindings)
-    run_dir = Path(run_dir)
+
+    def __init__(self, runner, config: dict, settings: PPOSettings, run_dir: str | Path):
+        self.runner = runner
+        self.config = config
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        self.history = CheckpointHistory(self.run_dir / CHECKPOINT_DIR, settings.keep_checkpoints)
+        self.iteration = 0
+        self.env_steps = 0
+
+    @property
+    def env(self):
+        """The runner's ``VecEnv`` adapter (see :func:`vec_env`)."""
+        return self.runner.env
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.history.latest
+
+    def run_iteration(self) -> dict[str, float]:
+        """One rsl_rl iteration (rollout and update); returns the iteration's metrics row."""
+        try:
+            row = run_iteration(self.runner)
+        except ValueError as error:  # rsl_rl's check_nan
+            if "NaN" not in str(error):
+                raise
+            raise NonFiniteError(f"iteration {self.iteration + 1}: {error}") from None
+        alg = self.runner.alg
+        for name, model in (("actor", alg.get_policy()), ("critic", alg._raw_critic)):  # noqa: SLF001
+            bad = [key for key, value in model.state_dict().items() if value.is_floating_point() and not value.isfinite().all()]
+            if bad:  # rsl_rl does not check its losses; stop before a checkpoint keeps the damage
+                raise NonFiniteError(
+                    f"iteration {self.iteration + 1}: rsl_rl's PPO update left non-finite {name} entries {', '.join(bad[:3])}"
+                )
+        self.iteration += 1
+        self.env_steps += self.env.num_envs * self.config["num_steps_per_env"]
+        return {"iteration": self.iteration, "env_steps": self.env_steps, **row}
+
+    def train(self, iterations: int, *, quiet: bool = False) -> dict:
+        """Run ``iterations`` more iterations (see :func:`~genpo.training.training_loop.run_training`);
+        returns the run's summary (also written to ``summary.json``)."""
+        return run_training(
+            self,
+            self.run_dir,
+            iterations,
+            history=self.history,
+            checkpoint_interval=self.settings.checkpoint_interval,
+            quiet=quiet,
+        )
+
+    def state_dict(self) -> dict:
+        alg = self.runner.alg
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "rsl_rl": alg.save(),  # actor / critic / optimizer state dicts
+            "learning_rate": float(alg.learning_rate),
+            "current_learning_iteration": int(self.runner.current_learning_iteration),
+            "vec_env": self.env.state_dict(),
+            "rng": _rng_state(),
+        }
+
+    def load_state_dict(self, state: dict, source: str | Path = "checkpoint") -> None:
+        """Restore a :meth:`state_dict`; a network that does not fit the one built from the config
+        fails naming the entry (``source`` names the file in that message)."""
+        alg = self.runner.alg
+        saved = state["rsl_rl"]
+        load_module_state(alg.get_policy(), saved["actor_state_dict"], "actor", source)
+        load_module_state(alg._raw_critic, saved["critic_state_dict"], "critic", source)  # noqa: SLF001
+        alg.optimizer.load_state_dict(saved["optimizer_state_dict"])
+        alg.learning_rate = float(state["learning_rate"])
+        for group in alg.optimizer.param_groups:
+            group["lr"] = alg.learning_rate
+        self.runner.current_learning_iteration = int(state["current_learning_iteration"])
+        self.env.load_state_dict(state["vec_env"])
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def save(self) -> Path:
+        """Checkpoint the current state as ``latest`` (and an iteration entry of the history)."""
+        return self.history.save(self.state_dict())
+
+    def load(self, path: str | Path | None = None) -> None:
+        path = path or self.checkpoint_path
+        self.load_state_dict(load_checkpoint(path, CHECKPOINT_KEYS), path)
+
+
+def _build(run_dir: Path) -> tuple[RslRlTrainer, RunSettings]:
+    """What a run of the parsed config needs: the genpo trainer built only to translate its settings
+    into rsl_rl's runner config, then, from the same seed, the env and the runner."""
     settings = run_settings()
     if settings.num_threads is not None:
         torch.set_num_threads(settings.num_threads)
     seed_everything(settings.seed)
-    config = runner_config(build_trainer(build_env(seed=settings.seed, device=settings.device), run_dir))
+    translated = build_trainer(build_env(seed=settings.seed, device=settings.device), run_dir)
+    config = runner_config(translated)
+    translated.env.close()
     seed_everything(settings.seed)
     env = build_env(seed=settings.seed, device=settings.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(gin.config_str())
-    (run_dir / RSL_RL_CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    runner = build_runner(env, config)
-    total = settings.iterations
-    logger = RunLogger(run_dir, total, quiet=quiet)
-    steps_per_iteration = env.num_envs * config["num_steps_per_env"]
-    for iteration in range(1, total + 1):
-        row = run_iteration(runner)
-        logger.log({"iteration": iteration, "env_steps": iteration * steps_per_iteration, **row})
-    return logger.close()
+    return RslRlTrainer(build_runner(env, config), config, translated.settings, run_dir), settings
+
+
+def _write_runner_config(trainer: RslRlTrainer) -> None:
+    """``rsl_rl_config.json``: the runner config the run trains (rewritten at each resume, so that it
+    follows an allowed config change)."""
+    path = trainer.run_dir / RSL_RL_CONFIG_FILE
+    text = json.dumps(trainer.config, indent=2)
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+
+
+def new_experiment(
+    run_dir: str | Path,
+    config_files: Sequence[str | Path] = (),
+    bindings: Sequence[str] = (),
+    *,
+    overwrite: bool = False,
+) -> tuple[RslRlTrainer, RunSettings]:
+    """A new rsl_rl run of a Gaussian PPO config (see :func:`genpo.builders.experiment.start_experiment`):
+    the run directory gets genpo's run files, an iteration-0 checkpoint and ``rsl_rl_config.json``."""
+    trainer, settings = start_experiment(TRAINER_KIND, _build, run_dir, config_files, bindings, overwrite=overwrite)
+    _write_runner_config(trainer)
+    return trainer, settings
+
+
+def resume_experiment(
+    run_dir: str | Path, *, allow_config_change: bool = False, bindings: Sequence[str] = ()
+) -> tuple[RslRlTrainer, RunSettings, RunRecord]:
+    """An rsl_rl run continued from its latest checkpoint (see
+    :func:`genpo.builders.experiment.continue_experiment`)."""
+    trainer, settings, record = continue_experiment(
+        TRAINER_KIND, _build, run_dir, allow_config_change=allow_config_change, bindings=bindings
+    )
+    _write_runner_config(trainer)
+    return trainer, settings, record
+
+
+class _EvaluationActor:
+    """The part of genpo's actor interface that :func:`~genpo.training.evaluation.evaluate_policy`
+    uses, over rsl_rl's Gaussian ``MLPModel`` (which normalises its own observations): the action is
+    ``mean + std * noise``, so zero noise gives the mean."""
+
+    def __init__(self, model, action_dim: int):
+        self.model = model
+        self.noise_dim = action_dim
+
+    def eval(self) -> _EvaluationActor:
+        self.model.eval()
+        return self
+
+    def sample(self, step: TensorDict, noise: torch.Tensor) -> TensorDict:
+        model = self.model
+        observation = TensorDict({"policy": step["observation"]}, batch_size=step.batch_size)
+        model.distribution.update(model.mlp(model.get_latent(observation)))
+        step["action"] = model.output_mean + model.output_std * noise
+        return step
+
+
+def evaluate_rsl_rl_run(
+    run_dir: str | Path,
+    *,
+    episodes: int = 10,
+    noise: str = "zero",
+    seed: int = 12345,
+    checkpoint: str | Path = "latest",
+    device: str | None = None,
+) -> dict:
+    """:func:`genpo.builders.evaluation.evaluate_run` for a run trained by rsl_rl: the first episode
+    of each of ``episodes`` envs built in the ``eval`` gin scope, with the checkpoint's actor.
+
+    ``noise``: ``zero`` (the policy's mean action), ``fixed`` (one standard-normal draw per env held
+    for the episode: mean + std * eps) or ``random`` (a fresh Gaussian sample every step).
+    """
+    if episodes < 1:
+        raise ValueError(f"evaluate: episodes must be >= 1, got {episodes!r}")
+    _import_rsl_rl()  # a clear error without the bench extra
+    from rsl_rl.utils import resolve_class
+
+    run_dir = Path(run_dir)
+    config, _ = read_config(run_dir)
+    parse_config([config])
+    device = str(check_device(device)) if device is not None else run_settings().device
+    with gin.config_scope("eval"):
+        env = build_env(num_envs=episodes, seed=seed, device=device)
+    actor_config = runner_config(build_trainer(env, run_dir))["actor"]
+    model_class, model_kwargs = resolve_class(actor_config)
+    observation = TensorDict({"policy": torch.zeros(env.num_envs, env.observation_dim)}, batch_size=[env.num_envs])
+    model = model_class(observation, {"actor": ["policy"]}, "actor", env.action_dim, **model_kwargs).to(env.device)
+    path = CheckpointHistory(run_dir / CHECKPOINT_DIR).resolve(checkpoint)
+    state = load_checkpoint(path, ("rsl_rl", "iteration"))
+    load_module_state(model, state["rsl_rl"]["actor_state_dict"], "actor", path)
+    result = evaluate_policy(
+        _EvaluationActor(model, env.action_dim), IdentityNormalizer(env.observation_dim), env, noise=noise, seed=seed
+    )
+    env.close()
+    return {"run_dir": str(run_dir), "checkpoint": str(path), "checkpoint_iteration": int(state["iteration"]), **result}

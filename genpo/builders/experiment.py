@@ -216,6 +216,7 @@ def continue_experiment(
         refuse_config_change(run_dir)
     parse_config([config], bindings)
     trainer, settings = build(run_dir)
+    trainer.history.discard_partial_writes()
     trainer.load()
     if changed:
         old_operative = (run_dir / OPERATIVE_CONFIG_FILE).read_text()

@@ -249,7 +249,6 @@ class Trainer:
         return self.history.save(self.state_dict())
 
     def load(self, path: str | Path | None = None) -> None:
-        self.history.discard_partial_writes()
         path = path or self.checkpoint_path
         self.load_state_dict(load_checkpoint(path, CHECKPOINT_KEYS), path)
 
