@@ -25,8 +25,8 @@ A spec (see ``docs/sweeps.md``)::
 Each run is ``python -m genpo.cli train CONFIG --out OUT/<variant>/seed<k> --seed k --iterations N
 --quiet --gin ...`` with ``genpo.run.num_threads`` and ``OMP_NUM_THREADS`` set to ``threads_per_run``,
 at most ``max_parallel`` at once. A run whose ``summary.json`` reports the budget is skipped, so an
-interrupted sweep resumes; an unfinished one is restarted from scratch; a cleanly finished one with a
-smaller budget is continued with ``--resume``. A failed run is recorded (``sweep_run.json`` in its
+interrupted sweep resumes; an unfinished run, or one finished with a smaller budget, continues from
+its latest checkpoint with ``--resume`` (a run that failed on its own restarts from scratch). A failed run is recorded (``sweep_run.json`` in its
 directory, with its stderr tail) and the others go on.
 """
 
@@ -52,6 +52,10 @@ from pathlib import Path
 
 from genpo import analysis
 from genpo.builders.config import resolve_config_path
+from genpo.training.checkpoint import load_checkpoint
+from genpo.training.checkpoint_history import LATEST
+from genpo.training.errors import CheckpointError
+from genpo.training.run_directory import CHECKPOINT_DIR, RUN_RECORD_FILE
 from genpo.training.run_logger import METRICS_FILE, SUMMARY_FILE, read_metrics
 
 RUN_STATUS_FILE = "sweep_run.json"
@@ -325,21 +329,31 @@ def run_status(run_dir: Path) -> dict | None:
         return None
 
 
-def job_state(job: Job) -> tuple[str, int | None]:
-    """``("finished", None)``, ``("extend", more_iterations)`` or ``("fresh", None)`` for a job's run dir.
+SIGNAL_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # a run stopped by a signal checkpoints first
 
-    Extending needs a clean finish (the sweep's record says exit code 0 and the final checkpoint
-    exists); a run that died part-way restarts from scratch, because its metrics.csv may hold rows
-    past its last checkpoint. rsl_rl runs write no genpo checkpoint, so they always restart.
+
+def job_state(job: Job) -> tuple[str, int | None]:
+    """``("finished", None)``, ``("resume", more_iterations)`` or ``("fresh", None)`` for a job's run dir.
+
+    A run whose summary reports the budget is finished. Any other run with a loadable latest
+    checkpoint continues from it with ``--resume`` (a resume drops the metrics past the checkpoint,
+    so a run killed part-way continues exactly, and one finished with a smaller budget is extended),
+    unless it failed on its own (a non-zero exit that is not a signal: it would fail again), which
+    restarts from scratch like a run without a checkpoint.
     """
     done = completed_iterations(job.run_dir)
     if done is not None and done >= job.iterations:
         return "finished", None
     status = run_status(job.run_dir)
-    clean = status is not None and status.get("returncode") == 0 and (job.run_dir / "checkpoints" / "latest.pt").is_file()
-    if done is not None and clean:
-        return "extend", job.iterations - done
-    return "fresh", None
+    returncode = None if status is None else status.get("returncode")
+    failed = returncode is not None and returncode > 0 and returncode not in SIGNAL_EXIT_CODES
+    try:
+        saved = int(load_checkpoint(job.run_dir / CHECKPOINT_DIR / LATEST)["iteration"])
+    except CheckpointError:
+        return "fresh", None
+    if failed or not (job.run_dir / RUN_RECORD_FILE).is_file():
+        return "fresh", None
+    return ("resume", job.iterations - saved) if saved < job.iterations else ("finished", None)
 
 
 def _stderr_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
@@ -377,7 +391,7 @@ class _Children:
 
 
 def run_job(job: Job, children: _Children | None = None) -> JobResult:
-    """Run one job to completion in a child process (restarting or extending as :func:`job_state` says)."""
+    """Run one job to completion in a child process (restarting or resuming as :func:`job_state` says)."""
     state, more = job_state(job)
     if state == "finished":
         return JobResult(job, "skipped", returncode=0)
@@ -553,7 +567,7 @@ def main(spec_path: str | Path, *, max_parallel: int | None, dry_run: bool, repo
             if state == "finished":
                 print(f"skip  {job.label} (finished)")
             else:
-                print(f"{'extend' if state == 'extend' else 'run':<5} {job.label}: {shlex.join(train_command(job, more))}")
+                print(f"{'resume' if state == 'resume' else 'run':<6} {job.label}: {shlex.join(train_command(job, more))}")
         at_once = default_max_parallel(spec.threads_per_run) if max_parallel is None else max_parallel
         print(f"{len(jobs)} runs, at most {at_once} at once")
         return 0

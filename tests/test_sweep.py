@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -170,7 +171,8 @@ def test_curves_interpolate_to_a_common_grid_with_a_band():
 # ------------------------------------------------------------------------------------------ real sweeps
 @pytest.fixture(scope="module")
 def resumed_sweep(tmp_path_factory):
-    """A tiny real sweep (2 variants x 2 seeds x 2 iterations), run, one summary deleted, run again."""
+    """A tiny real sweep (2 variants x 2 seeds x 2 iterations), run, one run set back to its
+    iteration-0 checkpoint as if killed early (no summary), run again."""
     tmp_path = tmp_path_factory.mktemp("sweep")
     spec = write_spec(
         tmp_path,
@@ -187,7 +189,9 @@ def resumed_sweep(tmp_path_factory):
     first = run_sweep(spec, max_parallel=2)
     metrics = {job.label: job.run_dir / "metrics.csv" for job in plan(spec)}
     stamps = {label: path.stat().st_mtime_ns for label, path in metrics.items()}
-    (spec.out / "gaussian" / "seed1" / "summary.json").unlink()
+    killed = spec.out / "gaussian" / "seed1"
+    (killed / "summary.json").unlink()
+    shutil.copyfile(killed / "checkpoints" / "iteration_0000000.pt", killed / "checkpoints" / "latest.pt")
     events = []
     second = run_sweep(spec, max_parallel=2, on_event=lambda event, job, result: events.append((event, job.label)))
     code = main(["sweep", str(spec.path), "--report-only"])
@@ -206,7 +210,7 @@ def test_sweep_runs_everything_then_reruns_only_the_unfinished_run(resumed_sweep
         assert changed == (label == "gaussian/seed1"), label
     rerun = spec.out / "gaussian" / "seed1"
     assert json.loads((rerun / "summary.json").read_text())["iterations"] == 2
-    assert len((rerun / "metrics.csv").read_text().splitlines()) == 1 + 2  # restarted from scratch, not appended
+    assert len((rerun / "metrics.csv").read_text().splitlines()) == 1 + 2  # resumed from iteration 0, not appended
 
 
 def test_report_has_every_variant_and_the_plots(resumed_sweep):
@@ -252,25 +256,34 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path, capsys):
     spec = write_spec(tmp_path, '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n')
     assert main(["sweep", str(spec.path), "--dry-run"]) == 0
     output = capsys.readouterr().out
-    assert output.count("run   a/seed") == 2 and "--seed 1" in output
+    assert output.count("run    a/seed") == 2 and "--seed 1" in output
     assert not spec.out.exists()
 
 
-def test_job_state_skips_finished_extends_clean_and_restarts_broken_runs(tmp_path):
+def test_job_state_skips_finished_resumes_checkpointed_and_restarts_failed_runs(tmp_path):
+    from conftest import TINY_BINDINGS
+
+    from genpo.builders import new_experiment
     from genpo.sweep import job_state
 
-    spec = write_spec(tmp_path, '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n', seeds=(0, 1, 2, 3), iterations=5)
+    spec = write_spec(tmp_path, '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n', seeds=range(5), iterations=5)
     jobs = plan(spec)
-    for job in jobs:
-        job.run_dir.mkdir(parents=True)
-        (job.run_dir / "checkpoints").mkdir()
-        (job.run_dir / "checkpoints" / "latest.pt").write_bytes(b"")
+    trained, _ = new_experiment(tmp_path / "trained", ["tasks/pendulum.gin"], list(TINY_BINDINGS))
+    trained.train(3, quiet=True)
+    for job, returncode in zip(jobs[1:4], (0, 143, 1), strict=True):
+        shutil.copytree(tmp_path / "trained", job.run_dir)
+        (job.run_dir / "sweep_run.json").write_text(json.dumps({"returncode": returncode}))
+    (jobs[0].run_dir).mkdir(parents=True)
     (jobs[0].run_dir / "summary.json").write_text(json.dumps({"iterations": 5}))  # finished
-    (jobs[1].run_dir / "summary.json").write_text(json.dumps({"iterations": 3}))  # clean, smaller budget
-    (jobs[1].run_dir / "sweep_run.json").write_text(json.dumps({"returncode": 0}))
-    (jobs[2].run_dir / "summary.json").write_text(json.dumps({"iterations": 3}))  # died (non-finite loss)
-    (jobs[2].run_dir / "sweep_run.json").write_text(json.dumps({"returncode": 1}))
-    assert [job_state(job) for job in jobs] == [("finished", None), ("extend", 2), ("fresh", None), ("fresh", None)]
+    (jobs[4].run_dir / "checkpoints").mkdir(parents=True)
+    (jobs[4].run_dir / "checkpoints" / "latest.pt").write_bytes(b"")  # killed while... nothing loadable
+    assert [job_state(job) for job in jobs] == [
+        ("finished", None),
+        ("resume", 2),  # clean finish of a smaller budget
+        ("resume", 2),  # stopped by SIGTERM (checkpointed)
+        ("fresh", None),  # failed on its own
+        ("fresh", None),  # no loadable checkpoint
+    ]
     assert train_command(jobs[1], 2)[-5:] == ["--resume", str(jobs[1].run_dir), "--iterations", "2", "--quiet"]
 
 
