@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GENPO_CONFIG, TINY_BINDINGS
+from conftest import GENPO_CONFIG, TEST_THREADS, TINY_BINDINGS
 
 from genpo.training.checkpoint import load_checkpoint
 from genpo.training.errors import NonFiniteError
@@ -36,9 +36,9 @@ def genpo_train_args(run_dir: Path) -> list[str]:
 
 
 def start_child(genpo_args: list[str], phase: str = "none", iteration: int = 0, wake: bool = False) -> subprocess.Popen:
-    """``genpo GENPO_ARGS`` in a child process (one torch thread, like this test process), with a
-    fault point (see ``fault_child.py``)."""
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    """``genpo GENPO_ARGS`` in a child process (with this suite's torch thread count), with a fault
+    point (see ``fault_child.py``)."""
+    environment = {**os.environ, "OMP_NUM_THREADS": str(TEST_THREADS), "MKL_NUM_THREADS": str(TEST_THREADS)}
     command = [sys.executable, str(CHILD), phase, str(iteration), str(int(wake)), "--", *genpo_args]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=environment
