@@ -59,13 +59,13 @@ from genpo.components.normalizers.observation import EmpiricalNormalizer, Identi
 from genpo.components.optim.lr_controllers import FixedLR, KLAdaptiveLR
 from genpo.envs.base import BatchedEnv
 from genpo.training.atomic_files import atomic_write_text
-from genpo.training.checkpoint import load_checkpoint, load_module_state
+from genpo.training.checkpoint import load_checkpoint, load_module_state, restore_rng_state, rng_state
 from genpo.training.checkpoint_history import CheckpointHistory
 from genpo.training.errors import NonFiniteError
 from genpo.training.evaluation import evaluate_policy
 from genpo.training.run_directory import CHECKPOINT_DIR, RunRecord, read_config
 from genpo.training.trainer import PPOSettings, Trainer
-from genpo.training.training_loop import run_training
+from genpo.training.training_loop import CheckpointedTrainer
 
 RSL_RL_CONFIG_FILE = "rsl_rl_config.json"
 TRAINER_KIND = "rsl_rl"
@@ -267,22 +267,15 @@ def run_iteration(runner) -> dict[str, float]:
     }
 
 
-def _rng_state() -> dict:
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-class RslRlTrainer:
-    """An rsl_rl ``OnPolicyRunner`` with the surface of genpo's ``Trainer`` that the run loop and the
-    CLI use: ``iteration``, ``env_steps``, ``run_dir``, ``history``, ``checkpoint_path``,
-    :meth:`run_iteration`, :meth:`state_dict` / :meth:`load_state_dict`, :meth:`save` / :meth:`load`
-    and :meth:`train`.
+class RslRlTrainer(CheckpointedTrainer):
+    """An rsl_rl ``OnPolicyRunner`` driven by genpo's run loop like genpo's ``Trainer`` (train, save,
+    load and the checkpoint history come from :class:`CheckpointedTrainer`).
 
     ``settings``: the genpo PPO settings the runner config was translated from (for the checkpoint
     interval and how many checkpoints to keep).
     """
+
+    CHECKPOINT_KEYS = CHECKPOINT_KEYS
 
     def __init__(self, runner, config: dict, settings: PPOSettings, run_dir: str | Path):
         self.runner = runner
@@ -297,10 +290,6 @@ class RslRlTrainer:
     def env(self):
         """The runner's ``VecEnv`` adapter (see :func:`vec_env`)."""
         return self.runner.env
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.history.latest
 
     def run_iteration(self) -> dict[str, float]:
         """One rsl_rl iteration (rollout and update); returns the iteration's metrics row."""
@@ -321,18 +310,6 @@ class RslRlTrainer:
         self.env_steps += self.env.num_envs * self.config["num_steps_per_env"]
         return {"iteration": self.iteration, "env_steps": self.env_steps, **row}
 
-    def train(self, iterations: int, *, quiet: bool = False) -> dict:
-        """Run ``iterations`` more iterations (see :func:`~genpo.training.training_loop.run_training`);
-        returns the run's summary (also written to ``summary.json``)."""
-        return run_training(
-            self,
-            self.run_dir,
-            iterations,
-            history=self.history,
-            checkpoint_interval=self.settings.checkpoint_interval,
-            quiet=quiet,
-        )
-
     def state_dict(self) -> dict:
         alg = self.runner.alg
         return {
@@ -342,7 +319,7 @@ class RslRlTrainer:
             "learning_rate": float(alg.learning_rate),
             "current_learning_iteration": int(self.runner.current_learning_iteration),
             "vec_env": self.env.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict, source: str | Path = "checkpoint") -> None:
@@ -360,17 +337,7 @@ class RslRlTrainer:
         self.env.load_state_dict(state["vec_env"])
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-    def save(self) -> Path:
-        """Checkpoint the current state as ``latest`` (and an iteration entry of the history)."""
-        return self.history.save(self.state_dict())
-
-    def load(self, path: str | Path | None = None) -> None:
-        path = path or self.checkpoint_path
-        self.load_state_dict(load_checkpoint(path, CHECKPOINT_KEYS), path)
+        restore_rng_state(state["rng"])
 
 
 def _build(run_dir: Path) -> tuple[RslRlTrainer, RunSettings]:

@@ -82,3 +82,17 @@ def load_module_state(module: torch.nn.Module, state: dict, name: str, path: str
             + " (was the model changed after the checkpoint was written?)"
         )
     module.load_state_dict(state)
+
+
+def rng_state() -> dict:
+    """torch's global RNG state (and CUDA's where present), for an exact resume."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])

@@ -13,12 +13,12 @@ from torch import nn
 
 from genpo.components.actors.base import Actor
 from genpo.envs.base import BatchedEnv
-from genpo.training.checkpoint import load_checkpoint, load_module_state
+from genpo.training.checkpoint import load_module_state, restore_rng_state, rng_state
 from genpo.training.checkpoint_history import CheckpointHistory
 from genpo.training.errors import NonFiniteError
 from genpo.training.rollout import RolloutCollector
 from genpo.training.run_directory import CHECKPOINT_DIR
-from genpo.training.training_loop import run_training
+from genpo.training.training_loop import CheckpointedTrainer
 
 CHECKPOINT_KEYS = (
     "iteration",
@@ -54,12 +54,14 @@ class PPOSettings:
     keep_checkpoints: int = attrs.field(default=3, validator=attrs.validators.ge(0))
 
 
-class Trainer:
+class Trainer(CheckpointedTrainer):
     """Owns the run: networks, optimiser, lr controller, normalisers, collector and run directory.
 
     Depends only on the actor contract, the critic's ``compute``, a ``LossModule`` that returns
     ``loss_*`` terms plus ``kl_k1``/``kl_k3`` diagnostics, and the env seam.
     """
+
+    CHECKPOINT_KEYS = CHECKPOINT_KEYS
 
     def __init__(
         self,
@@ -110,10 +112,6 @@ class Trainer:
         )
         self.iteration = 0
         self.env_steps = 0
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.history.latest
 
     # ----------------------------------------------------------------------------------- one iteration
     def run_iteration(self) -> dict[str, float]:
@@ -189,25 +187,9 @@ class Trainer:
         if not self.separate_critic_lr:
             self.optimizer.param_groups[1]["lr"] = learning_rate
 
-    # ------------------------------------------------------------------------------------- the run loop
-    def train(self, iterations: int, *, quiet: bool = False) -> dict:
-        """Run ``iterations`` more iterations (see :func:`~genpo.training.training_loop.run_training`);
-        returns the run's summary (also written to ``summary.json``)."""
-        return run_training(
-            self,
-            self.run_dir,
-            iterations,
-            history=self.history,
-            checkpoint_interval=self.settings.checkpoint_interval,
-            quiet=quiet,
-        )
-
     # ---------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         critic_normalizer = self.critic_observation_normalizer
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "iteration": self.iteration,
             "env_steps": self.env_steps,
@@ -219,7 +201,7 @@ class Trainer:
             "lr_controller": self.lr_controller.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "collector": self.collector.state_dict(),
-            "rng": rng,
+            "rng": rng_state(),
         }
 
     def load_state_dict(self, state: dict, source: str | Path = "checkpoint") -> None:
@@ -240,17 +222,7 @@ class Trainer:
         self.lr_controller.load_state_dict(state["lr_controller"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.collector.load_state_dict(state["collector"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-    def save(self) -> Path:
-        """Checkpoint the current state as ``latest`` (and an iteration entry of the history)."""
-        return self.history.save(self.state_dict())
-
-    def load(self, path: str | Path | None = None) -> None:
-        path = path or self.checkpoint_path
-        self.load_state_dict(load_checkpoint(path, CHECKPOINT_KEYS), path)
+        restore_rng_state(state["rng"])
 
 
 _METRIC_NAMES = {"loss_objective": "policy_loss", "loss_critic": "value_loss"}

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
+from genpo.training.checkpoint import load_checkpoint
 from genpo.training.checkpoint_history import CheckpointHistory
 from genpo.training.errors import NonFiniteError
 from genpo.training.interrupts import InterruptGuard, TrainingInterrupted
@@ -84,3 +85,38 @@ def run_training(
     finally:
         summary = logger.close()
     return summary
+
+
+class CheckpointedTrainer:
+    """What every trainer shares around :func:`run_training`: ``train``, ``save``, ``load`` and
+    ``checkpoint_path``. A subclass sets ``run_dir``, ``history`` (a :class:`CheckpointHistory`),
+    ``settings`` (with ``checkpoint_interval``) and ``iteration``, declares ``CHECKPOINT_KEYS``, and
+    implements ``run_iteration``, ``state_dict`` and ``load_state_dict(state, source)``."""
+
+    CHECKPOINT_KEYS: tuple[str, ...] = ()
+    run_dir: Path
+    history: CheckpointHistory
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.history.latest
+
+    def train(self, iterations: int, *, quiet: bool = False) -> dict:
+        """Run ``iterations`` more iterations (see :func:`run_training`); returns the run's summary
+        (also written to ``summary.json``)."""
+        return run_training(
+            self,
+            self.run_dir,
+            iterations,
+            history=self.history,
+            checkpoint_interval=self.settings.checkpoint_interval,
+            quiet=quiet,
+        )
+
+    def save(self) -> Path:
+        """Checkpoint the current state as ``latest`` (and an iteration entry of the history)."""
+        return self.history.save(self.state_dict())
+
+    def load(self, path: str | Path | None = None) -> None:
+        path = path or self.checkpoint_path
+        self.load_state_dict(load_checkpoint(path, self.CHECKPOINT_KEYS), path)
