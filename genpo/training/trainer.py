@@ -19,6 +19,7 @@ from genpo.training.errors import NonFiniteError
 from genpo.training.rollout import RolloutCollector
 from genpo.training.run_directory import CHECKPOINT_DIR
 from genpo.training.training_loop import CheckpointedTrainer
+from genpo.validation import positive
 
 CHECKPOINT_KEYS = (
     "iteration",
@@ -35,22 +36,17 @@ CHECKPOINT_KEYS = (
 )
 
 
-def _positive(instance, attribute, value) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"PPOSettings: {attribute.name} must be > 0, got {value!r}")
-
-
 @attrs.frozen
 class PPOSettings:
     """The update schedule and optimiser settings of one PPO run."""
 
-    steps_per_env: int = attrs.field(default=32, validator=_positive)
-    epochs: int = attrs.field(default=5, validator=_positive)
-    minibatches: int = attrs.field(default=4, validator=_positive)
-    max_grad_norm: float | None = attrs.field(default=1.0, validator=_positive)
+    steps_per_env: int = attrs.field(default=32, validator=positive)
+    epochs: int = attrs.field(default=5, validator=positive)
+    minibatches: int = attrs.field(default=4, validator=positive)
+    max_grad_norm: float | None = attrs.field(default=1.0, validator=positive)
     kl_for_lr: str = attrs.field(default="k1", validator=attrs.validators.in_(("k1", "k3")))
-    critic_learning_rate: float | None = attrs.field(default=None, validator=_positive)
-    checkpoint_interval: int = attrs.field(default=10, validator=_positive)
+    critic_learning_rate: float | None = attrs.field(default=None, validator=positive)
+    checkpoint_interval: int = attrs.field(default=10, validator=positive)
     keep_checkpoints: int = attrs.field(default=3, validator=attrs.validators.ge(0))
 
 

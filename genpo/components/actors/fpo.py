@@ -32,9 +32,9 @@ import torch
 from tensordict import TensorDictBase
 
 from genpo.components.actors.velocity_flow import VelocityFlowActor
-from genpo.components.networks.mlp import check_positive_int
 from genpo.components.networks.velocity_network import VelocityMLP
 from genpo.registry import register
+from genpo.validation import check_positive_int
 
 
 @register("actor", "fpo")

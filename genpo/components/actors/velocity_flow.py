@@ -20,8 +20,8 @@ import torch
 
 from genpo.components.actors.base import Actor
 from genpo.components.couplings.genpo_euler import add_log_det_terms
-from genpo.components.networks.mlp import check_positive_int
 from genpo.components.networks.velocity_network import VelocityMLP
+from genpo.validation import check_positive_int
 
 
 class VelocityFlowActor(Actor):

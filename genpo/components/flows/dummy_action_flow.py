@@ -8,7 +8,7 @@ import torch
 
 from genpo.components.base import TensorDictComponent
 from genpo.components.couplings.genpo_euler import GenPOCoupling, add_log_det_terms
-from genpo.components.networks.mlp import check_positive_int
+from genpo.validation import check_positive_int
 from genpo.components.networks.velocity_network import VelocityMLP
 from genpo.registry import register
 

@@ -55,10 +55,3 @@ def mlp_layout(network: nn.Sequential) -> tuple[tuple[int, ...], str]:
     if len(activations) > 1 or None in activations:
         raise ValueError(f"mlp_layout: not a network built by mlp(): {network}")
     return tuple(layer.out_features for layer in linears[:-1]), activations.pop() if activations else "elu"
-
-
-def check_positive_int(owner: str, name: str, value: int) -> int:
-    """Reject non-integer or non-positive sizes with a message naming ``owner.name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
-    return value

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 
 from genpo.components.base import TensorDictComponent
-from genpo.components.networks.mlp import check_positive_int, mlp
+from genpo.components.networks.mlp import mlp
+from genpo.validation import check_positive_int
 from genpo.registry import register
 
 

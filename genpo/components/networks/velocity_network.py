@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from genpo.components.base import TensorDictComponent
-from genpo.components.networks.mlp import activation_class, check_positive_int, mlp
+from genpo.components.networks.mlp import activation_class, mlp
+from genpo.validation import check_positive_int
 from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding
 from genpo.registry import register
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from genpo.components.base import TensorDictComponent
-from genpo.components.networks.mlp import check_positive_int
+from genpo.validation import check_positive_int
 from genpo.components.normalizers.running_moments import RunningMoments
 from genpo.registry import register
 
