@@ -18,6 +18,7 @@ import torch
 from genpo.cli import main
 from genpo.components.losses.ppo import PPOLoss
 from genpo.training import checkpoint
+from genpo.training.episodes import EpisodeTracker
 from genpo.training.rollout import RolloutCollector
 
 phase, fault_iteration, wake, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[5:]
@@ -35,7 +36,7 @@ def pause() -> None:
         time.sleep(0.02)
 
 
-collect, track_episodes, loss_forward, save = RolloutCollector.collect, RolloutCollector._track_episodes, PPOLoss.forward, torch.save
+collect, episode_step, loss_forward, save = RolloutCollector.collect, EpisodeTracker.step, PPOLoss.forward, torch.save
 
 
 def counted_collect(self, iteration):
@@ -43,11 +44,11 @@ def counted_collect(self, iteration):
     return collect(self, iteration)
 
 
-def counted_track_episodes(self, *args):
+def counted_episode_step(self, *args):
     calls["steps"] += 1
     if phase == "collection" and calls["iteration"] == fault_iteration and calls["steps"] == 3:
         pause()
-    return track_episodes(self, *args)
+    return episode_step(self, *args)
 
 
 def counted_loss_forward(self, tensordict):
@@ -68,7 +69,7 @@ def half_written_save(obj, handle, *args, **kwargs):
 
 
 RolloutCollector.collect = counted_collect
-RolloutCollector._track_episodes = counted_track_episodes
+EpisodeTracker.step = counted_episode_step
 PPOLoss.forward = counted_loss_forward
 checkpoint.torch.save = half_written_save
 sys.exit(main(argv))

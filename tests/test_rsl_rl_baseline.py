@@ -184,7 +184,7 @@ def test_cli_run_writes_a_genpo_checkpoint_and_a_run_record(tmp_path):
     assert state["learning_rate"] == state["rsl_rl"]["optimizer_state_dict"]["param_groups"][0]["lr"]
     vec_env = state["vec_env"]
     assert vec_env["env"] is not None and vec_env["observation"].shape == (16, 3)
-    assert vec_env["episode_length_buf"].tolist() == [4] * 16  # 16 steps into 12-step episodes
+    assert vec_env["episode_length"].tolist() == [4] * 16  # 16 steps into 12-step episodes
     start = load_checkpoint(tmp_path / "checkpoints" / "iteration_0000000.pt")
     assert start["iteration"] == 0 and start["vec_env"]["env"] is None  # written before the first step
     config = json.loads((tmp_path / rsl_rl.RSL_RL_CONFIG_FILE).read_text())
@@ -219,7 +219,7 @@ def _assert_same_state(path, other_path):
             assert torch.equal(value, other["rsl_rl"]["optimizer_state_dict"]["state"][index][name]), f"adam {index} {name}"
     assert state["learning_rate"] == other["learning_rate"]
     assert torch.equal(state["rng"]["torch"], other["rng"]["torch"])
-    for key in ("observation", "episode_length_buf", "episode_return"):
+    for key in ("observation", "episode_length", "episode_return"):
         assert torch.equal(state["vec_env"][key], other["vec_env"][key]), key
 
 

@@ -86,7 +86,7 @@ def test_resume_is_identical_to_an_uninterrupted_run(tmp_path, make_tiny_experim
     assert_state_dicts_equal(resumed.observation_normalizer.state_dict(), first_half.observation_normalizer.state_dict())
     assert_state_dicts_equal(resumed.reward_scaler.state_dict(), first_half.reward_scaler.state_dict())
     assert resumed.lr_controller.learning_rate == first_half.lr_controller.learning_rate
-    assert torch.equal(resumed.collector.episode_return, first_half.collector.episode_return)
+    assert torch.equal(resumed.collector.episodes.episode_return, first_half.collector.episodes.episode_return)
     resumed.train(k, quiet=True)
 
     rows_a = read_metrics(tmp_path / "a" / "metrics.csv")

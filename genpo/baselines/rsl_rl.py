@@ -61,6 +61,7 @@ from genpo.envs.base import BatchedEnv
 from genpo.training.atomic_files import atomic_write_text
 from genpo.training.checkpoint import load_checkpoint, load_module_state, restore_rng_state, rng_state
 from genpo.training.checkpoint_history import CheckpointHistory
+from genpo.training.episodes import EpisodeTracker
 from genpo.training.errors import NonFiniteError
 from genpo.training.evaluation import evaluate_policy
 from genpo.training.run_directory import CHECKPOINT_DIR, RunRecord, read_config
@@ -85,8 +86,8 @@ def _import_rsl_rl():
 
 def vec_env(env: BatchedEnv):
     """rsl_rl's ``VecEnv`` over a genpo ``BatchedEnv``: observations as the ``policy`` group,
-    ``dones = terminated | truncated``, ``extras["time_outs"] = truncated``. It also keeps each
-    finished episode's return and length, so that returns are measured exactly as genpo's trainer
+    ``dones = terminated | truncated``, ``extras["time_outs"] = truncated``. Finished episodes are
+    recorded by genpo's :class:`EpisodeTracker`, so returns are measured exactly as genpo's trainer
     measures them."""
     VecEnv, _ = _import_rsl_rl()
 
@@ -96,13 +97,20 @@ def vec_env(env: BatchedEnv):
             self.num_envs = env.num_envs
             self.num_actions = env.action_dim
             self.max_episode_length = env.max_episode_steps
-            self.episode_length_buf = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
             self.device = env.device
             self.cfg = {}
-            self.episode_return = torch.zeros(env.num_envs, device=env.device)
-            self.finished: dict[str, list[torch.Tensor]] = {"return": [], "length": []}
+            self.episodes = EpisodeTracker(env.num_envs, env.device)
             self.stepped = False  # the env's state is saved only once it has been stepped
             self._observations = self._group(env.reset()["observation"])
+
+        @property
+        def episode_length_buf(self) -> torch.Tensor:
+            """The running episodes' lengths (rsl_rl's name for them)."""
+            return self.episodes.episode_length
+
+        @episode_length_buf.setter
+        def episode_length_buf(self, lengths: torch.Tensor) -> None:
+            self.episodes.episode_length.copy_(lengths)
 
         def _group(self, observation: torch.Tensor) -> TensorDict:
             return TensorDict({"policy": observation}, batch_size=[self.num_envs], device=self.device)
@@ -115,31 +123,18 @@ def vec_env(env: BatchedEnv):
             result = self.env.step(actions)
             truncated = result["truncated"]
             dones = result["terminated"] | truncated
-            self.episode_length_buf += 1
-            self.episode_return += result["reward"]
-            if dones.any():
-                self.finished["return"].append(self.episode_return[dones].clone())
-                self.finished["length"].append(self.episode_length_buf[dones].float())
-                for key, value in result.get("episode_info", {}).items():
-                    self.finished.setdefault(f"info/{key}", []).append(value[dones].float())
-            self.episode_length_buf.masked_fill_(dones, 0)
-            self.episode_return.masked_fill_(dones, 0.0)
+            self.episodes.step(result["reward"], dones, result.get("episode_info", None))
             self._observations = self._group(result["observation"])
             return self._observations, result["reward"], dones.long(), {"time_outs": truncated}
 
         def pop_episodes(self) -> dict[str, torch.Tensor]:
-            """``return``, ``length`` and ``info/<key>`` (the env's ``episode_info``) of each episode
-            finished since the last call."""
-            episodes = {key: torch.cat(values) if values else torch.zeros(0) for key, values in self.finished.items()}
-            self.finished = {"return": [], "length": []}
-            return episodes
+            """``return``, ``length`` and ``info/<key>`` of each episode finished since the last call."""
+            return self.episodes.pop()
 
         def restart(self) -> None:
             """Reset every env and start new episodes."""
             self._observations = self._group(self.env.reset()["observation"])
-            self.episode_length_buf.zero_()
-            self.episode_return.zero_()
-            self.finished = {"return": [], "length": []}
+            self.episodes.restart()
 
         def state_dict(self) -> dict:
             """The env's state (None before its first step: a resume rebuilds it from its seed, as
@@ -148,12 +143,10 @@ def vec_env(env: BatchedEnv):
             return {
                 "env": self.env.state_dict() if self.stepped else None,
                 "observation": self._observations["policy"].clone(),
-                "episode_length_buf": self.episode_length_buf.clone(),
-                "episode_return": self.episode_return.clone(),
+                **self.episodes.state_dict(),
             }
 
         def load_state_dict(self, state: dict) -> None:
-            self.finished = {"return": [], "length": []}
             if state["env"] is None:
                 if self.stepped:
                     self.restart()
@@ -165,8 +158,7 @@ def vec_env(env: BatchedEnv):
                 self.restart()  # the saved episodes cannot continue
                 return
             self._observations = self._group(state["observation"].to(self.device))
-            self.episode_length_buf.copy_(state["episode_length_buf"])
-            self.episode_return.copy_(state["episode_return"])
+            self.episodes.load_state_dict(state)
 
     return BatchedVecEnv(env)
 
@@ -341,18 +333,17 @@ class RslRlTrainer(CheckpointedTrainer):
 
 
 def _build(run_dir: Path) -> tuple[RslRlTrainer, RunSettings]:
-    """What a run of the parsed config needs: the genpo trainer built only to translate its settings
-    into rsl_rl's runner config, then, from the same seed, the env and the runner."""
+    """What a run of the parsed config needs: the genpo trainer that the config describes, built to
+    translate its settings into rsl_rl's runner config, then (re-seeded, so that rsl_rl's networks
+    start from the seed) the runner on that trainer's env, which building the trainer left untouched."""
     settings = run_settings()
     if settings.num_threads is not None:
         torch.set_num_threads(settings.num_threads)
     seed_everything(settings.seed)
     translated = build_trainer(build_env(seed=settings.seed, device=settings.device), run_dir)
     config = runner_config(translated)
-    translated.env.close()
     seed_everything(settings.seed)
-    env = build_env(seed=settings.seed, device=settings.device)
-    return RslRlTrainer(build_runner(env, config), config, translated.settings, run_dir), settings
+    return RslRlTrainer(build_runner(translated.env, config), config, translated.settings, run_dir), settings
 
 
 def _write_runner_config(trainer: RslRlTrainer) -> None:

@@ -7,6 +7,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from genpo.envs.base import BatchedEnv
+from genpo.training.episodes import EpisodeTracker
 from genpo.training.errors import NonFiniteError
 
 
@@ -20,7 +21,7 @@ class RolloutCollector:
     time-outs bootstrap with V(final observation). Observations are stored normalised so the
     likelihood at update time sees exactly what the actor saw at sampling time.
 
-    Episode returns and lengths are tracked on raw rewards. :meth:`state_dict` holds the env's state,
+    Episode returns and lengths are tracked on raw rewards (:class:`EpisodeTracker`). :meth:`state_dict` holds the env's state,
     its pending observation and the episode accumulators, for an exact resume; the networks and
     normalisers are owned (and saved) by the trainer.
     """
@@ -43,8 +44,7 @@ class RolloutCollector:
         self.reward_scaler = reward_scaler
         self.steps_per_env = steps_per_env
         self.has_critic_observation = env.critic_observation_dim is not None
-        self.episode_return = torch.zeros(env.num_envs, device=env.device)
-        self.episode_length = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
+        self.episodes = EpisodeTracker(env.num_envs, env.device)
         self.pending: TensorDict | None = None
 
     def start(self) -> None:
@@ -73,7 +73,6 @@ class RolloutCollector:
             self.start()
         value_key = self.critic.in_keys[0]
         steps = []
-        finished: dict[str, list[torch.Tensor]] = {"return": [], "length": []}
         for _ in range(self.steps_per_env):
             self._update_normalizers(self.pending)
             step = self._normalized(self.pending)
@@ -96,23 +95,11 @@ class RolloutCollector:
             )
             step["next"] = next_step
             steps.append(step)
-            self._track_episodes(reward, done, result.get("episode_info", None), finished)
+            self.episodes.step(reward, done, result.get("episode_info", None))
             self.pending = result.select(*(["observation", "critic_observation"] if self.has_critic_observation else ["observation"]))
         rollout = torch.stack(steps, dim=0)
         rollout["next", "state_value"] = self.critic.compute(rollout["next", value_key])
-        return rollout, {key: torch.cat(values) for key, values in finished.items() if values}
-
-    def _track_episodes(self, reward, done, episode_info, finished) -> None:
-        self.episode_return += reward
-        self.episode_length += 1
-        if done.any():
-            finished["return"].append(self.episode_return[done].clone())
-            finished["length"].append(self.episode_length[done].float())
-            if episode_info is not None:
-                for key, value in episode_info.items():
-                    finished.setdefault(f"info/{key}", []).append(value[done].float())
-            self.episode_return.masked_fill_(done, 0.0)
-            self.episode_length.masked_fill_(done, 0)
+        return rollout, self.episodes.pop()
 
     def _check_finite(self, result: TensorDict, keys: tuple[str, ...], iteration: int) -> None:
         for key in keys:
@@ -132,8 +119,7 @@ class RolloutCollector:
         return {
             "env": None if self.pending is None else self.env.state_dict(),
             "pending": None if self.pending is None else self.pending.to_dict(),
-            "episode_return": self.episode_return.clone(),
-            "episode_length": self.episode_length.clone(),
+            **self.episodes.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -143,8 +129,8 @@ class RolloutCollector:
         self.env.load_state_dict(state["env"])
         if not self.env.restores_state:
             self.pending = None  # the next collect resets the env; the saved episodes cannot continue
+            self.episodes.restart()
             return
         pending = state["pending"]
         self.pending = None if pending is None else TensorDict(pending, batch_size=[self.env.num_envs]).to(self.env.device)
-        self.episode_return.copy_(state["episode_return"])
-        self.episode_length.copy_(state["episode_length"])
+        self.episodes.load_state_dict(state)

@@ -128,7 +128,7 @@ class Trainer(CheckpointedTrainer):
         finished = time.perf_counter()
         self.iteration += 1
         self.env_steps += rollout.numel()
-        episode_count = episodes["return"].numel() if "return" in episodes else 0
+        episode_count = episodes["return"].numel()
         metrics = {
             "iteration": self.iteration,
             "env_steps": self.env_steps,
