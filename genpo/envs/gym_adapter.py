@@ -139,7 +139,7 @@ def settotalmass_deprecation_silenced() -> Iterator[None]:
     """Drop MuJoCo's deprecation warning for ``<compiler settotalmass>`` while inside.
 
     Gymnasium's half_cheetah.xml sets that attribute and gymnasium compiles the file itself, so the
-    model cannot be fixed before compiling as :mod:`genpo.envs.mujoco_locomotion` does; this adapter
+    model cannot be fixed before compiling as :mod:`genpo.envs.mujoco_assets` does; this adapter
     runs gymnasium's envs unchanged and filters only that one message. It is a C-level warning
     (``mju_warning``, printed to stderr and appended to MUJOCO_LOG.TXT), not a Python warning, so the
     filter is a temporary ``mju_user_warning`` handler: every other message goes on to the handler

@@ -9,7 +9,7 @@ import torch
 import genpo  # noqa: F401  (registers the envs)
 from genpo import registry
 from genpo.envs.gym_adapter import GymnasiumBatchedEnv, settotalmass_deprecation_silenced
-from genpo.envs.mujoco_locomotion import _gymnasium_asset
+from genpo.envs.mujoco_assets import gymnasium_asset
 
 GYMNASIUM_IDS = {
     "halfcheetah": "HalfCheetah-v5",
@@ -204,7 +204,7 @@ def test_model_compiles_without_the_settotalmass_warning_and_unchanged(name, cap
     env = make(name, 2)
     built = capfd.readouterr()
     assert "settotalmass" not in built.out + built.err
-    path = _gymnasium_asset(env.xml_file)
+    path = gymnasium_asset(env.xml_file)
     reference = mujoco.MjModel.from_xml_path(path)
     sets_total_mass = mujoco.MjSpec.from_file(path).compiler.settotalmass > 0
     assert ("settotalmass" in capfd.readouterr().err) == sets_total_mass, "the capture sees the warning"
@@ -224,7 +224,7 @@ def test_gym_adapter_builds_half_cheetah_without_the_settotalmass_warning(capfd)
     built = capfd.readouterr()
     assert "settotalmass" not in built.out + built.err
     assert mujoco.get_mju_user_warning() is None, "MuJoCo's default warning handler is back"
-    reference = mujoco.MjModel.from_xml_path(_gymnasium_asset("half_cheetah.xml"))
+    reference = mujoco.MjModel.from_xml_path(gymnasium_asset("half_cheetah.xml"))
     assert model_bytes(env._vector_env.envs[0].unwrapped.model) == model_bytes(reference)
     env.close()
 
