@@ -82,6 +82,9 @@ def check_device(device: str) -> torch.device:
     return parsed
 
 
+_PPO_DEFAULTS = {field.name: field.default for field in attrs.fields(PPOSettings)}
+
+
 @gin.configurable("trainer", module="genpo")
 def build_trainer(
     env: BatchedEnv,
@@ -92,16 +95,20 @@ def build_trainer(
     lr_controller: torch.nn.Module = gin.REQUIRED,
     observation_normalizer: Callable = EmpiricalNormalizer,
     reward_scaler: Callable = ReturnStdScaler,
-    steps_per_env: int = 32,
-    epochs: int = 5,
-    minibatches: int = 4,
-    max_grad_norm: float | None = 1.0,
-    kl_for_lr: str = "k1",
-    critic_learning_rate: float | None = None,
-    checkpoint_interval: int = 10,
-    keep_checkpoints: int = 3,
+    steps_per_env: int = _PPO_DEFAULTS["steps_per_env"],
+    epochs: int = _PPO_DEFAULTS["epochs"],
+    minibatches: int = _PPO_DEFAULTS["minibatches"],
+    max_grad_norm: float | None = _PPO_DEFAULTS["max_grad_norm"],
+    kl_for_lr: str = _PPO_DEFAULTS["kl_for_lr"],
+    critic_learning_rate: float | None = _PPO_DEFAULTS["critic_learning_rate"],
+    checkpoint_interval: int = _PPO_DEFAULTS["checkpoint_interval"],
+    keep_checkpoints: int = _PPO_DEFAULTS["keep_checkpoints"],
 ) -> Trainer:
-    """Actor and critic sized from the env, the loss around them, and the trainer; all on env.device."""
+    """Actor and critic sized from the env, the loss around them, and the trainer; all on env.device.
+
+    The schedule parameters are :class:`PPOSettings`' fields, named here so that gin rejects a
+    misspelt one at parse time; their defaults are read from ``PPOSettings``, the one place they live.
+    """
     settings = PPOSettings(
         steps_per_env=steps_per_env,
         epochs=epochs,
