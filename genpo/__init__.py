@@ -1,6 +1,8 @@
 """genpo: generative (flow) policies trained with on-policy RL.
 
-Importing ``genpo`` registers every library component; it never imports IsaacLab.
+Importing ``genpo`` registers every library component: ``genpo.components`` and ``genpo.envs`` import
+every module under them (:func:`genpo.registry.discover`). It never imports IsaacLab
+(``genpo.envs.isaaclab`` is imported on use only).
 """
 
 from genpo import components, envs  # noqa: F401  (import-time registration)

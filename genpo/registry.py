@@ -1,18 +1,25 @@
 """Component registry: maps (kind, name) to a class.
 
-Library modules register their classes at import time with :func:`register`; the composition layer
-(``genpo.builders``) exposes every registered class to gin. The registry knows nothing about gin,
-torch or any component: it is the bottom layer of the package.
+Library modules register their classes at import time with :func:`register`; :func:`discover` imports
+every module of a package so that adding a component is adding a file (``genpo.components`` and
+``genpo.envs`` discover their modules when imported). A kind may declare class attributes its
+components must state explicitly (:func:`require_attribute`), checked when each class registers. The
+composition layer (``genpo.builders``) exposes every registered class to gin. The registry knows nothing
+about gin, torch or any component: it is the bottom layer of the package.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 T = TypeVar("T", bound=type)
 
 _REGISTRY: dict[str, dict[str, type]] = {}
+# kind -> attribute -> (required type, why it is required): see require_attribute.
+_REQUIRED: dict[str, dict[str, tuple[type, str]]] = {}
 
 
 class RegistryError(KeyError):
@@ -30,6 +37,7 @@ def register(kind: str, name: str) -> Callable[[T], T]:
     """
 
     def decorate(cls: T) -> T:
+        _check_required_attributes(kind, name, cls)
         table = _REGISTRY.setdefault(kind, {})
         existing = table.get(name)
         if existing is not None and _qualified_name(existing) != _qualified_name(cls):
@@ -43,6 +51,52 @@ def register(kind: str, name: str) -> Callable[[T], T]:
         return cls
 
     return decorate
+
+
+def require_attribute(kind: str, attribute: str, attribute_type: type, why: str) -> None:
+    """Every class registered as ``kind`` must set ``attribute`` (an ``attribute_type``) in its own body.
+
+    Inheriting it does not count: the attribute states a property of the class itself (e.g. whether a
+    coupling's log-det depends on the state), and a subclass that changes the behaviour it describes must
+    not silently inherit its parent's answer. Checked for every class registered later and for those
+    already registered; ``why`` ends the error message.
+    """
+    _REQUIRED.setdefault(kind, {})[attribute] = (attribute_type, why)
+    for name, cls in _REGISTRY.get(kind, {}).items():
+        _check_required_attributes(kind, name, cls)
+
+
+def required_attributes(kind: str) -> dict[str, type]:
+    """``attribute -> type`` that every class registered as ``kind`` must set in its own body."""
+    return {attribute: attribute_type for attribute, (attribute_type, _) in _REQUIRED.get(kind, {}).items()}
+
+
+def discover(package: str, *, exclude: Collection[str] = ()) -> list[str]:
+    """Import every module of ``package`` and of its subpackages, so that their ``@register`` runs.
+
+    ``exclude`` names modules (relative to ``package``, e.g. ``"isaaclab"``) that must only be imported on
+    use, such as adapters for optional extras; naming one that does not exist is an error, so an exclusion
+    cannot outlive its module. Returns the imported module names, sorted.
+    """
+    excluded = {f"{package}.{name}" for name in exclude}
+    imported: list[str] = []
+    found: set[str] = set()
+
+    def walk(parent: str) -> None:
+        for info in pkgutil.iter_modules(importlib.import_module(parent).__path__, prefix=f"{parent}."):
+            found.add(info.name)
+            if info.name in excluded:
+                continue
+            importlib.import_module(info.name)
+            imported.append(info.name)
+            if info.ispkg:
+                walk(info.name)
+
+    walk(package)
+    unknown = excluded - found
+    if unknown:
+        raise RegistryError(f"discover({package!r}): excluded modules do not exist: {', '.join(sorted(unknown))}")
+    return sorted(imported)
 
 
 def kinds() -> list[str]:
@@ -72,6 +126,24 @@ def _table(kind: str) -> dict[str, type]:
     if kind not in _REGISTRY:
         raise RegistryError(f"unknown component kind {kind!r}; registered kinds: {', '.join(kinds())}")
     return _REGISTRY[kind]
+
+
+def _check_required_attributes(kind: str, name: str, cls: type) -> None:
+    for attribute, (attribute_type, why) in _REQUIRED.get(kind, {}).items():
+        declared = vars(cls).get(attribute, _MISSING)
+        if declared is _MISSING:
+            raise RegistryError(
+                f"{kind} {name!r} ({_qualified_name(cls)}) must set the class attribute "
+                f"{attribute}: {attribute_type.__name__} in its own body ({why})"
+            )
+        if not isinstance(declared, attribute_type):
+            raise RegistryError(
+                f"{kind} {name!r} ({_qualified_name(cls)}): class attribute {attribute} must be a "
+                f"{attribute_type.__name__}, got {declared!r} ({why})"
+            )
+
+
+_MISSING = object()
 
 
 def _qualified_name(cls: type) -> str:

@@ -61,8 +61,9 @@ class GenPOActor(Actor):
         return self._invert(tensordict)[0]
 
     def entropy(self, tensordict: TensorDictBase) -> torch.Tensor | None:
-        """The dummy policy's entropy ``d(1 + log 2 pi) + log|det|``: a constant when the coupling's is."""
-        if self.flow.coupling.fields_per_half != 1:
+        """The dummy policy's entropy ``d(1 + log 2 pi) + log|det|``: a constant when the coupling declares
+        its log-det state-independent (``state_independent_log_det``), else None (no closed form)."""
+        if not self.flow.coupling.state_independent_log_det:
             return None
         observation = self.observation(tensordict)
         value = self.action_dim * (1.0 + LOG_2PI) + self.flow.constant_log_det

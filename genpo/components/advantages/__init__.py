@@ -1,3 +1,4 @@
-"""Advantage estimators."""
+"""Advantage estimators.
 
-from genpo.components.advantages import gae  # noqa: F401
+Every module here is imported by ``genpo.components`` (discovery), which registers its classes.
+"""

@@ -18,6 +18,7 @@ class AffineCoupling(GenPOCoupling):
     keeps ``exp(dt * s)`` bounded so the inverse stays well conditioned.
     """
 
+    state_independent_log_det = False  # each shear adds dt * sum(s(state)): no closed-form entropy
     fields_per_half = 2
 
     def __init__(self, p: float = 0.9, scale_bound: float = 1.0):

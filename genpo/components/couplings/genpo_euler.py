@@ -25,9 +25,12 @@ class GenPOCoupling(nn.Module):
     ``2 d log p``; the inverse divides by p twice, so round-trip error grows like ``p^(-2N)``.
 
     Subclasses change the shear (:meth:`shear` / :meth:`unshear`, e.g. a learned scale whose
-    log-det depends on the state) or which half goes first (:meth:`x_first`).
+    log-det depends on the state) or which half goes first (:meth:`x_first`). Every registered
+    coupling states ``state_independent_log_det`` in its own body (the registry checks it).
     """
 
+    # Each step's log|det| is exactly constant_log_det(d): the shears return no state-dependent term.
+    state_independent_log_det = True
     fields_per_half = 1
 
     def __init__(self, p: float = 0.9):

@@ -1,3 +1,4 @@
-"""Entropy and KL estimators."""
+"""Entropy and KL estimators.
 
-from genpo.components.estimators import entropy, kl  # noqa: F401
+Every module here is imported by ``genpo.components`` (discovery), which registers its classes.
+"""

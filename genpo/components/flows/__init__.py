@@ -1,3 +1,4 @@
-"""Flows: N coupling steps that map base noise to a dummy action, and back."""
+"""Flows: N coupling steps that map base noise to a dummy action, and back.
 
-from genpo.components.flows import dummy_action_flow, numeric_log_det  # noqa: F401
+Every module here is imported by ``genpo.components`` (discovery), which registers its classes.
+"""

@@ -1,3 +1,4 @@
-"""PPO loss on any actor's likelihood, and the flow regularisers."""
+"""PPO loss on any actor's likelihood, and the flow regularisers.
 
-from genpo.components.losses import compression, ppo  # noqa: F401
+Every module here is imported by ``genpo.components`` (discovery), which registers its classes.
+"""

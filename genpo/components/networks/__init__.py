@@ -1,3 +1,4 @@
-"""Networks: time embeddings, velocity networks, critics."""
+"""Networks: time embeddings, velocity networks, critics.
 
-from genpo.components.networks import critic, time_embedding, velocity_network  # noqa: F401
+Every module here is imported by ``genpo.components`` (discovery), which registers its classes.
+"""

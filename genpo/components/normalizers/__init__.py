@@ -1,3 +1,4 @@
-"""Observation normalisers and reward scalers."""
+"""Observation normalisers and reward scalers.
 
-from genpo.components.normalizers import observation, reward  # noqa: F401
+Every module here is imported by ``genpo.components`` (discovery), which registers its classes.
+"""

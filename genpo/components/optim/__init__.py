@@ -1,3 +1,4 @@
-"""Learning-rate controllers."""
+"""Learning-rate controllers.
 
-from genpo.components.optim import lr_controllers  # noqa: F401
+Every module here is imported by ``genpo.components`` (discovery), which registers its classes.
+"""
