@@ -7,13 +7,14 @@ follow-ups: GenPO's compression sample fraction (HalfCheetah), its entropy bonus
 at a time (HalfCheetah) and the Gaussian's initial std (Ant). The rsl_rl variant is rsl-rl-lib's ``OnPolicyRunner`` configured
 from the same Gaussian gin config (``genpo train --trainer rsl_rl``).
 
-    .venv/bin/python benchmarks/learning_study.py          # summarise the runs present (seconds)
-    .venv/bin/python benchmarks/learning_study.py --run    # first train what is missing (resumable;
+    .venv/bin/python -m benchmarks.learning_study          # summarise the runs present (seconds)
+    .venv/bin/python -m benchmarks.learning_study --run    # first train what is missing (resumable;
                                                            #   about 100 min on 2 cores from scratch)
-    .venv/bin/python benchmarks/learning_study.py --out docs/results/study
+    .venv/bin/python -m benchmarks.learning_study --out docs/results/study
 
-The summary (``OUT/summary.md``): per task and variant the final return (mean of a run's last
-``last_k`` logged training returns, ``last_k`` from the spec) as IQM with a 95% stratified bootstrap
+The summary (``OUT/summary.md``): per task and variant the final return
+(``genpo.experiments.statistics.final_return``: the mean of a run's last ``last_k`` logged training
+returns, ``last_k`` from the spec) as IQM with a 95% stratified bootstrap
 CI and as mean ± std over seeds, the return AUC, the mean training seconds per run, the first
 variant's (GenPO's) seconds over the variant's and the mean return when the fastest variant's
 training time had elapsed (equal wall time); on the two-goal
@@ -35,16 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-from genpo import analysis  # noqa: E402
-from genpo.sweep import (  # noqa: E402
-    CURVE_PLOTS,
-    CURVES_CSV,
-    REPORT_FILE,
-    collect_runs,
-    load_spec,
-    plan,
-)
+from genpo.experiments import statistics
+from genpo.experiments.plots import draw_curves
+from genpo.experiments.report import CURVE_PLOTS, CURVES_CSV, REPORT_FILE, collect_runs
+from genpo.experiments.spec import load_spec, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("halfcheetah", "hopper", "two_goals", "walker2d", "ant")
@@ -78,14 +73,13 @@ def run_sweeps(names: list[str]) -> None:
         subprocess.run([sys.executable, "-m", "genpo.cli", "sweep", str(spec_path(name))], check=False)
 
 
-def mode_summary(records: list[analysis.RunRecord], last_k: int) -> str:
+def mode_summary(records: list[statistics.RunRecord], last_k: int) -> str:
     """Dominant-mode share of the final episodes (mean over seeds) and each seed's gap."""
     shares, gaps = [], []
     for record in records:
-        modes = analysis.finite_returns(record.rows, MODE_KEY)[-last_k:]
-        if not modes:
+        mode = statistics.final_return(record.rows, last_k, key=MODE_KEY)  # the final value of the mode column
+        if not math.isfinite(mode):
             continue
-        mode = sum(modes) / len(modes)
         shares.append((1 + abs(mode)) / 2)
         gaps.append("upper" if mode > 0 else "lower" if mode < 0 else "none")
     if not shares:
@@ -93,7 +87,7 @@ def mode_summary(records: list[analysis.RunRecord], last_k: int) -> str:
     return f"{sum(shares) / len(shares):.2f} ({', '.join(gaps)})"
 
 
-def return_at(entry: analysis.VariantStats, seconds: float) -> str:
+def return_at(entry: statistics.VariantStats, seconds: float) -> str:
     """The variant's mean training return after ``seconds`` of training (its wall-time curve)."""
     band = entry.curves.get("wall_time")
     if band is None or seconds < band.grid[0]:
@@ -103,7 +97,7 @@ def return_at(entry: analysis.VariantStats, seconds: float) -> str:
     return f"{float(np.interp(seconds, band.grid, band.mean)):.1f}"  # past the grid: the final value
 
 
-def sweep_section(name: str) -> tuple[list[str], list[analysis.VariantStats]]:
+def sweep_section(name: str) -> tuple[list[str], list[statistics.VariantStats]]:
     """The markdown table of one sweep and its variants' statistics."""
     spec = load_spec(spec_path(name))
     jobs = plan(spec)
@@ -111,7 +105,7 @@ def sweep_section(name: str) -> tuple[list[str], list[analysis.VariantStats]]:
     stats, modes = [], {}
     for variant in spec.variants:
         records = collect_runs(job for job in jobs if job.variant.name == variant.name)
-        stats.append(analysis.summarize_variant(variant.name, records, last_k=spec.last_k))
+        stats.append(statistics.summarize_variant(variant.name, records, last_k=spec.last_k))
         modes[variant.name] = mode_summary(records, spec.last_k)
     steps = max((entry.curves["env_steps"].grid[-1] for entry in stats if "env_steps" in entry.curves), default=0)
     first_seconds = stats[0].train_seconds
@@ -139,7 +133,7 @@ def sweep_section(name: str) -> tuple[list[str], list[analysis.VariantStats]]:
     return [*lines, ""], stats
 
 
-def plot_group(panels: list[tuple[str, list[analysis.VariantStats]]], path: Path) -> None:
+def plot_group(panels: list[tuple[str, list[statistics.VariantStats]]], path: Path) -> None:
     """Return against env steps (top row) and wall time (bottom row), one column per sweep."""
     import matplotlib
 
@@ -149,7 +143,7 @@ def plot_group(panels: list[tuple[str, list[analysis.VariantStats]]], path: Path
     figure, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7), squeeze=False)
     for column, (name, stats) in enumerate(panels):
         for row, x in enumerate(("env_steps", "wall_time")):
-            analysis.draw_curves(axes[row][column], stats, x)
+            draw_curves(axes[row][column], stats, x)
             axes[row][column].set_title(TITLES.get(name, name), fontsize="medium")
     figure.tight_layout()
     figure.savefig(path, dpi=90)

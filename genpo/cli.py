@@ -115,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from genpo.sweep import main as sweep_main
+    from genpo.experiments.command import main as sweep_main
 
     if args.dry_run and args.report_only:
         raise SystemExit("genpo sweep: --dry-run and --report-only exclude each other")

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from conftest import TINY_BINDINGS
 
-from genpo import analysis
 from genpo.cli import main
-from genpo.sweep import expand_grid, load_spec, parse_spec, plan, run_sweep, train_command
+from genpo.experiments import statistics
+from genpo.experiments.runner import run_sweep, train_command
+from genpo.experiments.spec import expand_grid, load_spec, parse_spec, plan
 
 pytestmark = pytest.mark.xdist_group("sweep")  # the subprocess runs share 2 cores: keep them off both workers
 
@@ -117,20 +118,20 @@ def test_bad_spec_fails_naming_the_problem(text, message):
 
 # ------------------------------------------------------------------------------------------ statistics
 def test_iqm_of_known_arrays():
-    assert analysis.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)  # trims 2 from each end: mean(3..6)
-    assert analysis.iqm([0, 1, 2, 3, 100]) == pytest.approx(2.0)  # trims 1 from each end
-    assert analysis.iqm([1.0, 2.0, 6.0]) == pytest.approx(3.0)  # fewer than 4: the plain mean
-    assert analysis.iqm(np.array([[4, 1, 3, 2], [8, 5, 7, 6]]), axis=1) == pytest.approx([2.5, 6.5])
+    assert statistics.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)  # trims 2 from each end: mean(3..6)
+    assert statistics.iqm([0, 1, 2, 3, 100]) == pytest.approx(2.0)  # trims 1 from each end
+    assert statistics.iqm([1.0, 2.0, 6.0]) == pytest.approx(3.0)  # fewer than 4: the plain mean
+    assert statistics.iqm(np.array([[4, 1, 3, 2], [8, 5, 7, 6]]), axis=1) == pytest.approx([2.5, 6.5])
 
 
 def test_mean_std_and_final_return():
-    assert analysis.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
-    mean, std = analysis.mean_std([5.0])
+    assert statistics.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    mean, std = statistics.mean_std([5.0])
     assert mean == 5.0 and math.isnan(std)
     rows = [{"return_mean": value} for value in (math.nan, 1.0, 2.0, math.nan, 4.0, 6.0)]
-    assert analysis.final_return(rows, last_k=3) == pytest.approx(4.0)
-    assert analysis.final_return(rows, last_k=1) == pytest.approx(6.0)
-    assert math.isnan(analysis.final_return([{"return_mean": math.nan}]))
+    assert statistics.final_return(rows, last_k=3) == pytest.approx(4.0)
+    assert statistics.final_return(rows, last_k=1) == pytest.approx(6.0)
+    assert math.isnan(statistics.final_return([{"return_mean": math.nan}]))
 
 
 def test_bootstrap_ci_covers_the_truth_and_shrinks_with_more_seeds():
@@ -138,28 +139,28 @@ def test_bootstrap_ci_covers_the_truth_and_shrinks_with_more_seeds():
     widths = []
     for seeds in (5, 20, 80):
         scores = rng.normal(10.0, 2.0, size=seeds)
-        point, low, high = analysis.stratified_bootstrap_ci(scores, analysis.iqm)
+        point, low, high = statistics.stratified_bootstrap_ci(scores, statistics.iqm)
         assert low <= point <= high
         assert low <= 10.0 <= high
         widths.append(high - low)
     assert widths[0] > widths[1] > widths[2]
     # fixed RNG: the same input gives the same interval
-    assert analysis.stratified_bootstrap_ci([1.0, 2.0, 3.0, 9.0]) == analysis.stratified_bootstrap_ci([1.0, 2.0, 3.0, 9.0])
+    assert statistics.stratified_bootstrap_ci([1.0, 2.0, 3.0, 9.0]) == statistics.stratified_bootstrap_ci([1.0, 2.0, 3.0, 9.0])
 
 
 def test_stratified_bootstrap_resamples_within_each_stratum():
     scores = np.array([[0.0, 100.0], [1.0, 101.0], [2.0, 102.0]])  # runs x 2 strata
-    _, low, high = analysis.stratified_bootstrap_ci(scores, np.mean, resamples=500)
+    _, low, high = statistics.stratified_bootstrap_ci(scores, np.mean, resamples=500)
     # each resample keeps 3 values of each stratum, so its mean stays within [50, 52]
     assert 50.0 <= low <= high <= 52.0
 
 
 def test_curves_interpolate_to_a_common_grid_with_a_band():
     runs = [
-        analysis.RunRecord(0, [{"env_steps": s, "wall_time": 1.0, "return_mean": s / 10} for s in (10, 20, 30)], 3.0),
-        analysis.RunRecord(1, [{"env_steps": s, "wall_time": 2.0, "return_mean": s / 5} for s in (10, 20, 30, 40)], 8.0),
+        statistics.RunRecord(0, [{"env_steps": s, "wall_time": 1.0, "return_mean": s / 10} for s in (10, 20, 30)], 3.0),
+        statistics.RunRecord(1, [{"env_steps": s, "wall_time": 2.0, "return_mean": s / 5} for s in (10, 20, 30, 40)], 8.0),
     ]
-    stats = analysis.summarize_variant("v", runs, last_k=1)
+    stats = statistics.summarize_variant("v", runs, last_k=1)
     band = stats.curves["env_steps"]
     assert band.grid[0] == 10 and band.grid[-1] == 30  # the range both runs cover
     assert band.mean[-1] == pytest.approx((3.0 + 6.0) / 2)
@@ -264,7 +265,7 @@ def test_job_state_skips_finished_resumes_checkpointed_and_restarts_failed_runs(
     from conftest import TINY_BINDINGS
 
     from genpo.builders import new_experiment
-    from genpo.sweep import job_state
+    from genpo.experiments.runner import job_state
 
     spec = write_spec(tmp_path, '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n', seeds=range(5), iterations=5)
     jobs = plan(spec)

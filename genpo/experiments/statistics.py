@@ -1,11 +1,13 @@
-"""Statistics and plots over many runs: final returns, IQM with stratified bootstrap CIs, curves.
+"""Statistics over many runs: final returns, IQM with stratified bootstrap CIs, curves on a common grid.
 
-Pure numpy (plus matplotlib's Agg backend for the PNGs); used by ``genpo sweep`` but independent of
-how the runs were produced: everything starts from each run's ``metrics.csv`` rows.
+Pure numpy; used by ``genpo sweep`` and ``benchmarks/learning_study.py`` but independent of how the
+runs were produced: everything starts from each run's ``metrics.csv`` rows.
 
 Conventions (after rliable, Agarwal et al. 2021):
 
-- final return of a run: the mean of its last ``last_k`` finite ``return_mean`` values;
+- final return of a run (the one definition in genpo, :func:`final_return`): the mean of its last
+  ``last_k`` finite ``return_mean`` values, ``last_k`` = :data:`DEFAULT_LAST_K` unless a sweep spec
+  sets it;
 - IQM: the mean of the middle 50% of the scores, trimming ``int(0.25 n)`` from each end (scipy's
   ``trim_mean(x, 0.25)``; with fewer than 4 runs nothing is trimmed and it is the plain mean);
 - confidence intervals: percentile bootstrap, runs resampled with replacement independently within
@@ -18,14 +20,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+
+from genpo.validation import check_positive_int
 
 RETURN_KEY = "return_mean"
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_SEED = 0
+DEFAULT_LAST_K = 3
 GRID_POINTS = 100
 
 
@@ -34,10 +38,10 @@ def finite_returns(rows: Sequence[Mapping[str, float]], key: str = RETURN_KEY) -
     return [row[key] for row in rows if math.isfinite(row.get(key, math.nan))]
 
 
-def final_return(rows: Sequence[Mapping[str, float]], last_k: int = 3, key: str = RETURN_KEY) -> float:
-    """Mean of the last ``last_k`` finite ``key`` values of a run's metric rows (NaN if there are none)."""
-    if last_k < 1:
-        raise ValueError(f"final_return: last_k must be >= 1, got {last_k!r}")
+def final_return(rows: Sequence[Mapping[str, float]], last_k: int = DEFAULT_LAST_K, key: str = RETURN_KEY) -> float:
+    """A run's final return: the mean of the last ``last_k`` finite ``key`` values of its metric rows
+    (NaN if there are none)."""
+    check_positive_int("final_return", "last_k", last_k)
     values = finite_returns(rows, key)[-last_k:]
     return float(np.mean(values)) if values else math.nan
 
@@ -185,7 +189,7 @@ def summarize_variant(
     name: str,
     runs: Sequence[RunRecord],
     *,
-    last_k: int = 3,
+    last_k: int = DEFAULT_LAST_K,
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = DEFAULT_CONFIDENCE,
     seed: int = DEFAULT_SEED,
@@ -218,64 +222,3 @@ def summarize_variant(
         train_seconds=float(np.mean(seconds)) if seconds else math.nan,
         curves=curves,
     )
-
-
-# ------------------------------------------------------------------------------------------ output
-def format_number(value: float, digits: int = 2) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def results_table(stats: Sequence[VariantStats], confidence: float = DEFAULT_CONFIDENCE) -> str:
-    """Markdown table: variant, runs, final mean +- std, IQM [CI], return AUC, mean train seconds."""
-    percent = f"{100 * confidence:g}%"
-    lines = [
-        f"| variant | runs | final return mean ± std | IQM [{percent} CI] | return AUC | mean train s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for entry in stats:
-        lines.append(
-            f"| {entry.name} | {entry.runs} | {format_number(entry.mean)} ± {format_number(entry.std)} | "
-            f"{format_number(entry.iqm)} [{format_number(entry.iqm_low)}, {format_number(entry.iqm_high)}] | "
-            f"{format_number(entry.auc)} | {format_number(entry.train_seconds, 1)} |"
-        )
-    return "\n".join(lines)
-
-
-def write_curves_csv(stats: Sequence[VariantStats], path: Path) -> None:
-    """Long-format CSV of every variant's mean curve and band: variant, x, grid, mean, low, high."""
-    lines = ["variant,x,grid,mean,low,high"]
-    for entry in stats:
-        for x, band in entry.curves.items():
-            for values in zip(band.grid, band.mean, band.low, band.high, strict=True):
-                lines.append(f"{entry.name},{x}," + ",".join(f"{value:.6g}" for value in values))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def plot_curves(stats: Sequence[VariantStats], x: str, path: Path, confidence: float = DEFAULT_CONFIDENCE) -> None:
-    """Mean return per variant against ``x`` (env_steps or wall_time) with its bootstrap CI band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    draw_curves(axis, stats, x, confidence)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def draw_curves(axis, stats: Sequence[VariantStats], x: str, confidence: float = DEFAULT_CONFIDENCE) -> None:
-    """:func:`plot_curves` onto a given matplotlib axis (for figures with several panels)."""
-    for entry in stats:
-        band = entry.curves.get(x)
-        if band is None:
-            continue
-        marker = "o" if band.grid.size == 1 else None
-        (line,) = axis.plot(band.grid, band.mean, marker=marker, label=f"{entry.name} (n={entry.runs})")
-        axis.fill_between(band.grid, band.low, band.high, color=line.get_color(), alpha=0.2, linewidth=0)
-    axis.set_xlabel("env steps" if x == "env_steps" else "training wall time (s)")
-    axis.set_ylabel(f"episode return (mean, {100 * confidence:g}% bootstrap CI)")
-    axis.grid(alpha=0.3)
-    if axis.get_legend_handles_labels()[0]:
-        axis.legend(fontsize="small")

@@ -1,0 +1,145 @@
+"""A sweep's report: ``OUT/report.md`` (the results table, unfinished and failed runs, the commands,
+the spec), ``curves_env_steps.png``, ``curves_wall_time.png`` and ``curves.csv``.
+
+The numbers come from :mod:`genpo.experiments.statistics` over each run's ``metrics.csv`` rows, so a
+report covers finished and partial runs alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from genpo.experiments import statistics
+from genpo.experiments.plots import plot_curves
+from genpo.experiments.runner import job_state, run_status, train_command
+from genpo.experiments.spec import Job, SweepSpec, Variant, plan
+from genpo.experiments.statistics import DEFAULT_CONFIDENCE, RunRecord, VariantStats
+from genpo.training.run_logger import METRICS_FILE, SUMMARY_FILE, read_metrics
+
+REPORT_FILE = "report.md"
+CURVE_PLOTS = {"env_steps": "curves_env_steps.png", "wall_time": "curves_wall_time.png"}
+CURVES_CSV = "curves.csv"
+
+
+# ---------------------------------------------------------------------------------------- tables
+def format_number(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def results_table(stats: Sequence[VariantStats], confidence: float = DEFAULT_CONFIDENCE) -> str:
+    """Markdown table: variant, runs, final mean +- std, IQM [CI], return AUC, mean train seconds."""
+    percent = f"{100 * confidence:g}%"
+    lines = [
+        f"| variant | runs | final return mean ± std | IQM [{percent} CI] | return AUC | mean train s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in stats:
+        lines.append(
+            f"| {entry.name} | {entry.runs} | {format_number(entry.mean)} ± {format_number(entry.std)} | "
+            f"{format_number(entry.iqm)} [{format_number(entry.iqm_low)}, {format_number(entry.iqm_high)}] | "
+            f"{format_number(entry.auc)} | {format_number(entry.train_seconds, 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_curves_csv(stats: Sequence[VariantStats], path: Path) -> None:
+    """Long-format CSV of every variant's mean curve and band: variant, x, grid, mean, low, high."""
+    lines = ["variant,x,grid,mean,low,high"]
+    for entry in stats:
+        for x, band in entry.curves.items():
+            for values in zip(band.grid, band.mean, band.low, band.high, strict=True):
+                lines.append(f"{entry.name},{x}," + ",".join(f"{value:.6g}" for value in values))
+    path.write_text("\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ runs
+def collect_runs(job_list: Iterable[Job]) -> list[RunRecord]:
+    """The jobs' runs that have metrics (finished or partial)."""
+    records = []
+    for job in job_list:
+        rows = read_metrics(job.run_dir / METRICS_FILE)
+        if not rows:
+            continue
+        try:
+            seconds = float(json.loads((job.run_dir / SUMMARY_FILE).read_text())["train_seconds"])
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            seconds = sum(row.get("wall_time", 0.0) for row in rows if math.isfinite(row.get("wall_time", math.nan)))
+        records.append(RunRecord(job.seed, rows, seconds))
+    return records
+
+
+def variant_stats(spec: SweepSpec, variant: Variant, jobs: Sequence[Job]) -> VariantStats:
+    """The statistics of one variant's runs, with the spec's ``last_k`` and bootstrap settings."""
+    return statistics.summarize_variant(
+        variant.name,
+        collect_runs(job for job in jobs if job.variant.name == variant.name),
+        last_k=spec.last_k,
+        resamples=spec.bootstrap_resamples,
+        confidence=spec.confidence,
+    )
+
+
+# ---------------------------------------------------------------------------------------- report
+def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = None) -> Path:
+    """Aggregate every variant's runs into ``OUT/report.md``, the two curve PNGs and ``curves.csv``."""
+    jobs = list(jobs) if jobs is not None else plan(spec)
+    spec.out.mkdir(parents=True, exist_ok=True)
+    stats, notes, failures = [], [], []
+    for variant in spec.variants:
+        variant_jobs = [job for job in jobs if job.variant.name == variant.name]
+        finished = [job for job in variant_jobs if job_state(job)[0] == "finished"]
+        for job in variant_jobs:
+            status = run_status(job.run_dir)
+            if status is not None and status.get("returncode") not in (0, None) and job not in finished:
+                failures.append((job, status))
+        partial = len(variant_jobs) - len(finished)
+        if partial:
+            notes.append(f"- {variant.name}: {partial} of {len(variant_jobs)} runs unfinished (partial runs are included in the table)")
+        stats.append(variant_stats(spec, variant, variant_jobs))
+    for x, filename in CURVE_PLOTS.items():
+        plot_curves(stats, x, spec.out / filename, spec.confidence)
+    write_curves_csv(stats, spec.out / CURVES_CSV)
+
+    budget = f"{spec.iterations} iterations" if spec.iterations is not None else f"{spec.env_steps} env steps"
+    sections = [
+        f"# Sweep report: {spec.path.name}",
+        "",
+        f"Seeds {list(spec.seeds)}, budget {budget}; final return = mean of the last {spec.last_k} logged "
+        f"`return_mean` values of a run; mean ± sample std across seeds; IQM with a {100 * spec.confidence:g}% "
+        f"percentile bootstrap CI ({spec.bootstrap_resamples} resamples over seeds, fixed RNG); return AUC = "
+        "mean over the env-step grid of the across-seed mean curve.",
+        "",
+        results_table(stats, spec.confidence),
+        "",
+        f"![return vs env steps]({CURVE_PLOTS['env_steps']})",
+        f"![return vs wall time]({CURVE_PLOTS['wall_time']})",
+        "",
+        f"Curves (mean and CI band on a common grid per variant): `{CURVES_CSV}`.",
+    ]
+    if notes:
+        sections += ["", "## Unfinished runs", "", *notes]
+    if failures:
+        sections += ["", "## Failed runs", ""]
+        for job, status in failures:
+            sections += [
+                f"### {job.label} (exit code {status.get('returncode')})",
+                "",
+                "```",
+                status.get("stderr_tail", "").strip() or "(no stderr)",
+                "```",
+                "",
+            ]
+    sections += ["", "## Command", "", f"From `{Path.cwd()}`:", "", "```", command, "```", "", "Each run (first seed):", ""]
+    sections += [f"- {variant.name}: `{shlex.join(train_command(_first_job(jobs, variant)))}`" for variant in spec.variants]
+    sections += ["", f"## Spec ({spec.path})", "", "```toml", spec.text.rstrip(), "```", ""]
+    path = spec.out / REPORT_FILE
+    path.write_text("\n".join(sections))
+    return path
+
+
+def _first_job(jobs: Sequence[Job], variant: Variant) -> Job:
+    return next(job for job in jobs if job.variant.name == variant.name)

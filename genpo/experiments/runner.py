@@ -1,0 +1,238 @@
+"""Running a sweep's jobs: one ``genpo train`` process per job, at most ``max_parallel`` at once.
+
+Each run is ``python -m genpo.cli train CONFIG --out OUT/<variant>/seed<k> --seed k --iterations N
+--quiet --gin ...`` with ``genpo.run.num_threads`` and ``OMP_NUM_THREADS`` set to ``threads_per_run``.
+What happens to a job's run directory is :func:`job_state`'s decision: a run whose ``summary.json``
+reports the budget is skipped, so an interrupted sweep resumes; an unfinished run, or one finished
+with a smaller budget, continues from its latest checkpoint with ``--resume`` (a run that failed on
+its own restarts from scratch). A failed run is recorded (``sweep_run.json`` in its directory, with
+its stderr tail) and the others go on. Ctrl-C (or SIGTERM under :func:`terminate_as_interrupt`)
+stops the runs in flight; they continue at the next sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import attrs
+
+from genpo.experiments.spec import Job, SweepSpec, plan
+from genpo.training.checkpoint import load_checkpoint
+from genpo.training.checkpoint_history import LATEST
+from genpo.training.errors import CheckpointError
+from genpo.training.run_directory import CHECKPOINT_DIR, RUN_RECORD_FILE
+from genpo.training.run_logger import SUMMARY_FILE
+
+RUN_STATUS_FILE = "sweep_run.json"
+SPEC_COPY = "spec.toml"
+STDERR_TAIL_LINES = 20
+SIGNAL_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)  # a run stopped by a signal checkpoints first
+
+
+@attrs.define
+class JobResult:
+    job: Job
+    status: str  # "skipped" | "ok" | "failed"
+    returncode: int | None = None
+    seconds: float = 0.0
+    stderr_tail: str = ""
+    command: list[str] = attrs.field(factory=list)
+
+
+def train_command(job: Job, resume_iterations: int | None = None) -> list[str]:
+    """The ``genpo.cli train`` command line of a job (``--resume`` to add iterations to a finished run)."""
+    command = [sys.executable, "-m", "genpo.cli", "train"]
+    if resume_iterations is not None:
+        return [*command, "--resume", str(job.run_dir), "--iterations", str(resume_iterations), "--quiet"]
+    command += [str(job.variant.config), "--out", str(job.run_dir), "--seed", str(job.seed)]
+    command += ["--iterations", str(job.iterations), "--quiet"]
+    if job.variant.trainer != "genpo":
+        command += ["--trainer", job.variant.trainer]
+    for binding in (*job.bindings, f"genpo.run.num_threads = {job.threads}"):
+        command += ["--gin", binding]
+    return command
+
+
+# ---------------------------------------------------------------------------------- resume decision
+def completed_iterations(run_dir: Path) -> int | None:
+    """Iterations in the run's ``summary.json`` (None without one)."""
+    try:
+        return int(json.loads((run_dir / SUMMARY_FILE).read_text())["iterations"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def run_status(run_dir: Path) -> dict | None:
+    """What the sweep recorded about the run's last process (``sweep_run.json``), None without one."""
+    try:
+        return json.loads((run_dir / RUN_STATUS_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def job_state(job: Job) -> tuple[str, int | None]:
+    """``("finished", None)``, ``("resume", more_iterations)`` or ``("fresh", None)`` for a job's run dir.
+
+    A run whose summary reports the budget is finished. Any other run with a loadable latest
+    checkpoint continues from it with ``--resume`` (a resume drops the metrics past the checkpoint,
+    so a run killed part-way continues exactly, and one finished with a smaller budget is extended),
+    unless it failed on its own (a non-zero exit that is not a signal: it would fail again), which
+    restarts from scratch like a run without a checkpoint.
+    """
+    done = completed_iterations(job.run_dir)
+    if done is not None and done >= job.iterations:
+        return "finished", None
+    status = run_status(job.run_dir)
+    returncode = None if status is None else status.get("returncode")
+    failed = returncode is not None and returncode > 0 and returncode not in SIGNAL_EXIT_CODES
+    try:
+        saved = int(load_checkpoint(job.run_dir / CHECKPOINT_DIR / LATEST)["iteration"])
+    except CheckpointError:
+        return "fresh", None
+    if failed or not (job.run_dir / RUN_RECORD_FILE).is_file():
+        return "fresh", None
+    return ("resume", job.iterations - saved) if saved < job.iterations else ("finished", None)
+
+
+# ---------------------------------------------------------------------------------------- processes
+def _stderr_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+class _Children:
+    """The sweep's child processes in flight, so that an interrupted sweep can stop them all."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.processes: set[subprocess.Popen] = set()
+        self.stopped = False
+
+    def start(self, command: list[str], **options) -> subprocess.Popen:
+        with self.lock:
+            if self.stopped:
+                raise InterruptedError("the sweep was interrupted")
+            process = subprocess.Popen(command, **options)
+            self.processes.add(process)
+            return process
+
+    def finished(self, process: subprocess.Popen) -> None:
+        with self.lock:
+            self.processes.discard(process)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for process in self.processes:
+                process.terminate()
+
+
+def run_job(job: Job, children: _Children | None = None) -> JobResult:
+    """Run one job to completion in a child process (restarting or resuming as :func:`job_state` says)."""
+    state, more = job_state(job)
+    if state == "finished":
+        return JobResult(job, "skipped", returncode=0)
+    if state == "fresh" and job.run_dir.exists():
+        shutil.rmtree(job.run_dir)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    command = train_command(job, more)
+    environment = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        environment[name] = str(job.threads)
+    stdout_path, stderr_path = job.run_dir / "sweep_stdout.log", job.run_dir / "sweep_stderr.log"
+    start = time.monotonic()
+    children = children or _Children()
+    with open(stdout_path, "ab") as stdout, open(stderr_path, "wb") as stderr:
+        process = children.start(command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=environment)
+        try:
+            returncode = process.wait()
+        finally:
+            children.finished(process)
+    seconds = time.monotonic() - start
+    tail = _stderr_tail(stderr_path)
+    result = JobResult(job, "ok" if returncode == 0 else "failed", returncode, seconds, tail if returncode else "", command)
+    record = {"returncode": returncode, "seconds": seconds, "command": shlex.join(command), "stderr_tail": result.stderr_tail}
+    (job.run_dir / RUN_STATUS_FILE).write_text(json.dumps(record, indent=2))
+    return result
+
+
+def default_max_parallel(threads_per_run: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // threads_per_run)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    max_parallel: int | None = None,
+    on_event: Callable[[str, Job, JobResult | None], None] | None = None,
+) -> list[JobResult]:
+    """Run every unfinished job, ``max_parallel`` at a time; returns one result per job, in plan order.
+
+    ``on_event(event, job, result)`` is called with ``"skip"``, ``"start"``, ``"done"`` or ``"fail"``.
+    """
+    jobs = plan(spec)
+    if max_parallel is None:
+        max_parallel = default_max_parallel(spec.threads_per_run)
+    if max_parallel < 1:
+        raise ValueError(f"--max-parallel must be >= 1, got {max_parallel!r}")
+    spec.out.mkdir(parents=True, exist_ok=True)
+    (spec.out / SPEC_COPY).write_text(spec.text)
+    notify = on_event or (lambda event, job, result: None)
+
+    def execute(job: Job) -> JobResult:
+        if job_state(job)[0] == "finished":
+            result = JobResult(job, "skipped", returncode=0)
+            notify("skip", job, result)
+            return result
+        notify("start", job, None)
+        try:
+            result = run_job(job, children)
+        except InterruptedError:
+            return JobResult(job, "failed", None, 0.0, "interrupted before it started")
+        except OSError as error:  # the process could not even start; record it like a failed run
+            result = JobResult(job, "failed", None, 0.0, f"{type(error).__name__}: {error}")
+        notify("done" if result.status in ("ok", "skipped") else "fail", job, result)
+        return result
+
+    children = _Children()
+    pool = ThreadPoolExecutor(max_workers=max_parallel)
+    try:
+        futures = [pool.submit(execute, job) for job in jobs]
+        return [future.result() for future in futures]
+    except BaseException:  # Ctrl-C: start nothing more and stop the runs in flight (they rerun next time)
+        pool.shutdown(wait=False, cancel_futures=True)
+        children.stop()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+# ------------------------------------------------------------------------------------------ signals
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises ``KeyboardInterrupt``, so that it stops the runs in flight as
+    Ctrl-C does (call from the main thread)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
