@@ -1,4 +1,9 @@
-"""Actors: the stored likelihood is the recomputed one, the density is normalised, entropy and KL are right."""
+"""Actors: the stored likelihood is the recomputed one, the density is normalised, entropy and KL are right.
+
+The GenPO actor is checked once per registered coupling (``registry.names("coupling")``), next to the
+Gaussian reference; a coupling's closed-form entropy follows its ``state_independent_log_det``
+declaration. The contract suite over every registered actor is tests/test_schemes.py.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
 
+from genpo import registry
 from genpo.builders import build_actor
 from genpo.components.actors.base import LOG_2PI
 from genpo.components.actors.genpo_flow import GenPOActor
 from genpo.components.estimators.kl import K1KL, K3KL
 
 OBSERVATION_DIM = 3
-COUPLINGS = ["genpo", "leapfrog", "affine"]
+COUPLINGS = registry.names("coupling")
+CONSTANT_LOG_DET = [name for name in COUPLINGS if registry.get("coupling", name).state_independent_log_det]
 ACTORS = [*COUPLINGS, "gaussian"]
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
@@ -138,7 +145,13 @@ def test_log_prob_gradient_reaches_every_parameter(kind):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("kind, log_det_depends_on_weights", [("genpo", False), ("leapfrog", False), ("affine", True)])
+def test_log_det_dependence_of_the_library_couplings():
+    assert {"genpo", "leapfrog"} <= set(CONSTANT_LOG_DET) and "affine" not in CONSTANT_LOG_DET
+
+
+@pytest.mark.parametrize(
+    "kind, log_det_depends_on_weights", [(name, name not in CONSTANT_LOG_DET) for name in COUPLINGS]
+)
 def test_analytic_log_det_gradient(kind, log_det_depends_on_weights):
     """Constant couplings' log-det has no path to the weights (zero gradient); the affine one has."""
     torch.manual_seed(0)
@@ -176,7 +189,19 @@ def test_affine_entropy_has_no_closed_form():
     assert make_actor("affine").entropy(observations(5)) is None
 
 
-@pytest.mark.parametrize("kind", ["genpo", "leapfrog", "gaussian"])
+@pytest.mark.parametrize("kind", COUPLINGS)
+def test_closed_form_entropy_exactly_when_the_coupling_declares_a_constant_log_det(kind):
+    """``d (1 + log 2 pi) + N constant_log_det(d)`` for a declared-constant coupling; None otherwise."""
+    actor = make_actor(kind, 3, p=0.8, num_steps=4)
+    entropy = actor.entropy(observations(5))
+    if kind not in CONSTANT_LOG_DET:
+        assert entropy is None
+        return
+    expected = 3 * (1 + LOG_2PI) + 4 * actor.flow.coupling.constant_log_det(3)
+    torch.testing.assert_close(entropy, torch.full((5,), expected))
+
+
+@pytest.mark.parametrize("kind", [*CONSTANT_LOG_DET, "gaussian"])
 def test_entropy_matches_monte_carlo(kind):
     """The closed-form entropy equals -mean log_prob of fresh samples within 4 standard errors."""
     torch.manual_seed(0)

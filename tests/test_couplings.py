@@ -1,4 +1,10 @@
-"""Couplings and flows: the inverse undoes the forward map, and every log-det is the Jacobian's."""
+"""Couplings and flows: the inverse undoes the forward map, and every log-det is the Jacobian's.
+
+Parametrised over ``registry.names("coupling")``, so a coupling added later gets the whole suite (round
+trip, step and flow log-det against autograd, its ``state_independent_log_det`` declaration held true,
+the numeric-log-det flow) without edits here. A coupling is built as ``cls(p)``. docs/extending.md's
+coupling example is run through these same test functions (tests/test_extending_doc.py).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genpo.components.couplings.affine import AffineCoupling
-from genpo.components.couplings.genpo_euler import GenPOCoupling
-from genpo.components.couplings.leapfrog import LeapfrogCoupling
+import genpo  # noqa: F401  (registers every library component)
+from genpo import registry
 from genpo.components.flows.dummy_action_flow import DummyActionFlow
 from genpo.components.flows.numeric_log_det import NumericLogDetFlow
 from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding
 from genpo.components.networks.velocity_network import VelocityMLP
 
-COUPLINGS = {"genpo": GenPOCoupling, "leapfrog": LeapfrogCoupling, "affine": AffineCoupling}
+COUPLINGS = registry.names("coupling")
+DECLARATION = "state_independent_log_det"
+
+
+def declares_constant_log_det(coupling: str) -> bool:
+    return registry.get("coupling", coupling).state_independent_log_det
+
+
+CONSTANT = [name for name in COUPLINGS if declares_constant_log_det(name)]
+STATE_DEPENDENT = [name for name in COUPLINGS if not declares_constant_log_det(name)]
 OBSERVATION_DIM = 3
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 seeds = st.integers(0, 2**31 - 1)
@@ -34,7 +48,7 @@ def make_flow(coupling, action_dim, *, p=0.9, num_steps=5, flow_class=DummyActio
         OBSERVATION_DIM,
         action_dim,
         velocity_network=small_velocity_network,
-        coupling=COUPLINGS[coupling](p),
+        coupling=registry.get("coupling", coupling)(p),
         num_steps=num_steps,
     )
     return flow.to(dtype=dtype, device=device)
@@ -116,13 +130,59 @@ def test_flow_log_det_is_jacobian_log_det(coupling, action_dim, num_steps, p, se
     assert inverse_log_det.item() == pytest.approx(expected, abs=1e-10)
 
 
-def test_affine_log_det_depends_on_state():
+def test_library_couplings_declare_their_log_det():
+    assert {"genpo", "leapfrog"} <= set(CONSTANT)
+    assert "affine" in STATE_DEPENDENT
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+def test_coupling_declares_whether_its_log_det_depends_on_the_state(coupling):
+    """The registry refuses a coupling without the declaration; this checks the registered ones kept it."""
+    assert registry.required_attributes("coupling") == {DECLARATION: bool}
+    cls = registry.get("coupling", coupling)
+    assert isinstance(vars(cls).get(DECLARATION), bool), f"{cls.__qualname__} sets no {DECLARATION} in its body"
+
+
+def assert_log_det_is_constant(coupling: str) -> None:
+    """Two random batches of (observation, state) give log|det| == the flow's constant, in both directions,
+    and autograd finds no path from the state, the observation or the weights to it."""
     torch.manual_seed(0)
-    flow = make_flow("affine", 3)
+    flow = make_flow(coupling, 3)
+    for _ in range(2):
+        observation = torch.randn(16, OBSERVATION_DIM, dtype=torch.float64, requires_grad=True)
+        noise = torch.randn(16, 6, dtype=torch.float64, requires_grad=True)
+        dummy_action, forward_log_det = flow.compute(observation, noise)
+        _, inverse_log_det = flow.inverse(observation, dummy_action.detach())
+        for log_det in (forward_log_det, inverse_log_det):
+            torch.testing.assert_close(log_det, torch.full_like(log_det, flow.constant_log_det), rtol=0, atol=1e-12)
+            if log_det.requires_grad:
+                inputs = [observation, noise, *flow.parameters()]
+                gradients = torch.autograd.grad(log_det.sum(), inputs, allow_unused=True, retain_graph=True)
+                assert all(g is None or g.abs().max().item() == 0 for g in gradients)
+
+
+def assert_log_det_depends_on_state(coupling: str) -> None:
+    """log|det| varies across random (observation, state) and is not the constant part alone."""
+    torch.manual_seed(0)
+    flow = make_flow(coupling, 3)
     observation = torch.randn(16, OBSERVATION_DIM, dtype=torch.float64)
     _, log_det = flow.compute(observation, torch.randn(16, 6, dtype=torch.float64))
     assert log_det.std().item() > 1e-2
     assert (log_det - flow.constant_log_det).abs().min().item() > 1e-6
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+def test_declared_log_det_dependence_holds(coupling):
+    """``state_independent_log_det = True`` is checked (the closed-form entropy relies on it); ``False``
+    must really vary, or the actor would give up its closed-form entropy for nothing."""
+    if declares_constant_log_det(coupling):
+        assert_log_det_is_constant(coupling)
+    else:
+        assert_log_det_depends_on_state(coupling)
+
+
+def test_affine_log_det_depends_on_state():
+    assert_log_det_depends_on_state("affine")
 
 
 @pytest.mark.parametrize("batch_shape", [(), (4,), (2, 3)])
