@@ -30,6 +30,16 @@ class GAEAdvantage(nn.Module):
         self.normalize = normalize
         self.estimator = GAE(gamma=gamma, lmbda=lmbda, value_network=None, time_dim=0)
 
+    @property
+    def gamma(self) -> float:
+        """The discount torchrl's estimator uses (read back, so an ablation can check what was built)."""
+        return self.estimator.gamma.item()
+
+    @property
+    def lmbda(self) -> float:
+        """The GAE lambda torchrl's estimator uses."""
+        return self.estimator.lmbda.item()
+
     def forward(self, rollout: TensorDictBase) -> TensorDictBase:
         self.estimator(rollout)
         if self.normalize:
