@@ -1,10 +1,13 @@
 """Every likelihood scheme (registered actor) under the one trainer and PPOLoss.
 
 Parametrised over ``registry.names("actor")``, so a scheme added later is covered without edits here:
-it must ship ``gin/policies/<name>.gin`` and ``gin/ablations/scheme_<name>.gin``. Checks: ratio == 1 and
-nothing clipped on fresh data; exact schemes (every actor without ``exact_likelihood = False``) round-trip
-their base noise and match log N(z) - log|det| of an autograd Jacobian at small d in float64; the
-chains match a hand-written Gaussian-chain formula; every ``scheme_*.gin`` trains one iteration.
+its one gin file, ``gin/policies/<name>.gin`` (docs/extending.md), is all it must ship. Checks: ratio == 1
+and nothing clipped on fresh data, then one training iteration, from ``tasks/pendulum.gin`` plus that file;
+any batch shape and dtype; a closed-form entropy, where given, equals -E log pi; exact schemes (every
+actor without ``exact_likelihood = False``) round-trip their base noise and match log N(z) - log|det| of
+an autograd Jacobian at small d in float64; the chains match a hand-written Gaussian-chain formula. The
+optional sweep entries ``gin/ablations/scheme_<name>.gin`` each name a registered actor and train one
+iteration.
 """
 
 from __future__ import annotations
@@ -67,16 +70,23 @@ def test_expected_schemes_are_registered():
 
 
 @pytest.mark.parametrize("name", ACTORS)
-def test_every_scheme_has_a_policy_file_and_a_scheme_ablation(name):
+def test_every_scheme_has_a_policy_file(name):
+    """The one gin file of the "one module plus one gin file" rule (docs/extending.md)."""
     assert (GIN_DIR / policy_file(name)).is_file(), f"actor {name!r} has no gin/{policy_file(name)}"
-    assert (GIN_DIR / "ablations" / f"scheme_{name}.gin").is_file(), f"actor {name!r} has no scheme ablation"
+
+
+@pytest.mark.parametrize("path", SCHEME_ABLATIONS, ids=[path.stem for path in SCHEME_ABLATIONS])
+def test_every_scheme_ablation_names_a_registered_actor(path):
+    assert path.stem.removeprefix("scheme_") in ACTORS, f"{path.name} names no registered actor"
 
 
 # ------------------------------------------------------------------------------ ratio on fresh data
 @pytest.mark.parametrize("name", ACTORS)
 def test_fresh_data_ratio_is_one_through_the_loss(name, tmp_path):
-    """Rollout through the real collector (which stores the actor's sample keys), then PPOLoss."""
-    trainer, _ = new_experiment(tmp_path / "run", ["tasks/pendulum.gin", policy_file(name)], TINY_BINDINGS)
+    """Rollout through the real collector (which stores the actor's sample keys), then PPOLoss; then one
+    training iteration, so every scheme trains from its policy file alone."""
+    bindings = [*TINY_BINDINGS, "genpo.run.iterations = 1"]
+    trainer, _ = new_experiment(tmp_path / "run", ["tasks/pendulum.gin", policy_file(name)], bindings)
     assert trainer.actor.registered_name == name
     minibatch = first_minibatch(trainer)
     assert set(trainer.actor.sample_keys) <= set(minibatch.keys())
@@ -85,6 +95,39 @@ def test_fresh_data_ratio_is_one_through_the_loss(name, tmp_path):
     assert losses["clip_fraction"].item() == 0.0
     assert abs(losses["kl_k1"].item()) < 1e-4
     assert all(torch.isfinite(value).all() for key, value in losses.items() if key.startswith("loss_"))
+    trainer.train(1, quiet=True)
+    (row,) = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert all(math.isfinite(row[key]) for key in ("policy_loss", "value_loss", "kl_k1", "clip_fraction")), row
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("batch_shape", [(), (4,), (2, 3)])
+@pytest.mark.parametrize("name", ACTORS)
+def test_any_batch_shape_and_dtype(name, batch_shape, dtype):
+    """The contract's shapes: action [*B, d], log-prob [*B], sample keys with batch shape *B, dtype kept."""
+    torch.manual_seed(0)
+    actor = small_actor(name, action_dim=3).to(dtype)
+    batch = actor(TensorDict(observation=torch.randn(*batch_shape, OBSERVATION_DIM, dtype=dtype), batch_size=batch_shape))
+    assert batch["action"].shape == (*batch_shape, 3)
+    assert all(batch[key].shape[: len(batch_shape)] == batch_shape for key in actor.sample_keys)
+    assert batch["action_log_prob"].shape == actor.log_prob(batch).shape == batch_shape
+    assert batch["action"].dtype == batch["action_log_prob"].dtype == dtype
+
+
+@pytest.mark.parametrize("name", ACTORS)
+def test_closed_form_entropy_matches_monte_carlo(name):
+    """Where an actor gives a closed-form entropy, it equals -mean log pi of fresh samples (4 standard errors)."""
+    torch.manual_seed(8)
+    actor = small_actor(name, action_dim=2)
+    with torch.no_grad():
+        batch = actor(observations(4).expand(1000, 4).clone())
+        entropy = actor.entropy(batch)
+        if entropy is None:
+            pytest.skip(f"actor {name!r} has no closed-form entropy")
+        negative_log_prob = -actor.log_prob(batch).flatten()
+    assert entropy.shape == (1000, 4)
+    standard_error = negative_log_prob.std().item() / math.sqrt(negative_log_prob.numel())
+    assert negative_log_prob.mean().item() == pytest.approx(entropy.mean().item(), abs=4 * standard_error)
 
 
 @pytest.mark.parametrize("name", ACTORS)
