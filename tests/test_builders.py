@@ -15,10 +15,12 @@ from genpo.components.networks.mlp import activation_class
 from genpo.components.networks.time_embedding import RawTimeEmbedding, SinusoidalTimeEmbedding
 
 GENPO = ["policies/genpo.gin"]
+# A policy file leaves its network sizes to the task (the HIDDEN_SIZES macro); these are the paper's.
+PAPER_SIZES = ["HIDDEN_SIZES = (400, 200, 100)"]
 
 
 def test_genpo_gin_builds_paper_defaults():
-    actor = build_actor(7, 3, config_files=GENPO)
+    actor = build_actor(7, 3, config_files=GENPO, bindings=PAPER_SIZES)
     assert type(actor) is GenPOActor
     assert (actor.observation_dim, actor.action_dim, actor.noise_dim) == (7, 3, 6)
     assert type(actor.flow.coupling) is GenPOCoupling
@@ -45,12 +47,12 @@ def test_genpo_gin_builds_paper_defaults():
     ids=["coupling", "time_embedding"],
 )
 def test_binding_swaps_component(binding, component, expected):
-    actor = build_actor(7, 3, config_files=GENPO, bindings=[binding])
+    actor = build_actor(7, 3, config_files=GENPO, bindings=[*PAPER_SIZES, binding])
     assert type(component(actor)) is expected
 
 
 def test_gaussian_gin_builds_gaussian_actor():
-    actor = build_actor(7, 3, config_files=["policies/gaussian.gin"])
+    actor = build_actor(7, 3, config_files=["policies/gaussian.gin"], bindings=["HIDDEN_SIZES = (256, 256, 256)"])
     assert type(actor) is GaussianActor
     assert torch.equal(actor.log_std, torch.zeros(3))
 
@@ -72,11 +74,16 @@ def test_gaussian_gin_builds_gaussian_actor():
 )
 def test_bad_config_fails_naming_the_culprit(binding, message):
     with pytest.raises(ValueError, match=message):
-        build_actor(7, 3, config_files=GENPO, bindings=[binding])
+        build_actor(7, 3, config_files=GENPO, bindings=[*PAPER_SIZES, binding])
+
+
+def test_policy_file_without_its_hidden_sizes_fails_naming_the_macro():
+    with pytest.raises(ValueError, match=r"^gin macro HIDDEN_SIZES is used but not defined"):
+        build_actor(7, 3, config_files=GENPO)
 
 
 def test_wrong_observation_width_fails_at_call_time():
-    actor = build_actor(7, 3, config_files=GENPO)
+    actor = build_actor(7, 3, config_files=GENPO, bindings=PAPER_SIZES)
     batch = TensorDict(observation=torch.zeros(4, 6), batch_size=[4])
     with pytest.raises(ValueError, match=r"GenPOActor: 'observation' has width 6, expected observation_dim=7"):
         actor(batch)

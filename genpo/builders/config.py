@@ -1,10 +1,25 @@
-"""Gin wiring: expose the registry to gin and parse config files with clear errors."""
+"""Gin wiring: expose the registry to gin and parse config files with clear errors.
+
+Config files live in the package (``genpo/gin/``, shipped as package data; ``gin/`` at the repository
+root is a symlink to it), so ``tasks/pendulum.gin`` resolves by name from any working directory after a
+plain ``pip install``.
+
+Macros (t5x style): a value that several bindings share (``GAMMA`` for GAE and the reward scaler,
+``HIDDEN_SIZES`` for the actor's network and the critic) is defined once, by the task file, and used as
+``%GAMMA`` by the policy and algorithm files, which list what they need in their header comment
+(``algorithms/ppo.gin`` also declares ``GAMMA = %gin.REQUIRED``). gin 0.5 only checks
+``%gin.REQUIRED`` in ``gin.finalize()``, which genpo does not call (configs are parsed, then extended by
+``--gin`` bindings and re-parsed on resume), so :func:`parse_config` does it: a macro that is used but
+left at ``%gin.REQUIRED`` or never defined fails with one line naming it when the component that uses
+it is built, before any training step.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gin
 
@@ -24,7 +39,7 @@ def expose_registry_to_gin() -> None:
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """A config file as given, or relative to the repository's ``gin/`` folder."""
+    """A config file as given, or relative to the package's config folder (``genpo/gin/``)."""
     candidate = Path(path)
     for resolved in (candidate, GIN_DIR / candidate):
         if resolved.is_file():
@@ -35,9 +50,10 @@ def resolve_config_path(path: str | Path) -> Path:
 def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str] = ()) -> None:
     """Parse gin files then bindings; an unknown configurable or parameter fails here, before training.
 
-    Includes inside gin files resolve relative to ``gin/`` (e.g. ``include 'policies/genpo.gin'``).
+    Includes inside gin files resolve relative to ``genpo/gin/`` (e.g. ``include 'policies/genpo.gin'``).
     A value of the wrong type for its parameter's annotation fails here too, in one line naming the
-    binding and its file and line (see :mod:`genpo.builders.binding_types`).
+    binding and its file and line (see :mod:`genpo.builders.binding_types`). A macro that is used but
+    not defined (or left at ``%gin.REQUIRED``) fails, naming it, when the component using it is built.
     """
     expose_registry_to_gin()
     prefixes = gin.config._LOCATION_PREFIXES  # noqa: SLF001  (gin has no public accessor)
@@ -49,7 +65,96 @@ def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
     except (ValueError, KeyError, SyntaxError) as error:
         raise ValueError(f"gin config error: {error}{_registered_alternatives(str(error))}") from error
+    _defer_missing_macros()
     check_binding_types(files, bindings)
+
+
+def query_parameter(binding_key: str) -> Any:
+    """``gin.query_parameter`` with macros resolved: the value the binding gives (``%GAMMA`` -> 0.99).
+
+    Raises ValueError when nothing is bound to ``binding_key`` (as gin does) or when a macro it uses is
+    not defined.
+    """
+    return _resolve_macros(gin.query_parameter(binding_key))
+
+
+def _resolve_macros(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve_macros(item, depth) for item in value)
+    if isinstance(value, dict):
+        return {key: _resolve_macros(item, depth) for key, item in value.items()}
+    name = _macro_name(value)
+    if name is None or depth > 32:
+        return value
+    bound = gin.config._CONFIG.get((name, "gin.macro"), {})  # noqa: SLF001
+    if "value" not in bound or _is_required(bound["value"]) or _missing_macro_name(bound["value"]) is not None:
+        raise ValueError(_missing_macro_message(name))
+    return _resolve_macros(bound["value"], depth + 1)
+
+
+# ------------------------------------------------------------------------- macros that are not defined
+_UNDEFINED_MACRO = "genpo.undefined_macro"
+
+
+@gin.configurable("undefined_macro", module="genpo")
+def _undefined_macro() -> None:
+    """What a used but undefined macro evaluates to (bound by :func:`_defer_missing_macros`): an error."""
+    raise ValueError(_missing_macro_message(gin.current_scope_str()))
+
+
+def _missing_macro_message(name: str) -> str:
+    return (
+        f"gin macro {name} is used but not defined: the task file defines it (`{name} = ...`, after its "
+        f"includes; see the header of the policy or algorithm file that uses %{name}), or pass "
+        f"--gin \"{name} = ...\""
+    )
+
+
+def _macro_name(value: Any) -> str | None:
+    """The name of the macro ``value`` refers to (``%NAME``), else None."""
+    if isinstance(value, gin.config.ConfigurableReference) and value.evaluate:
+        if value.configurable.wrapped is gin.config.macro:
+            return "/".join(value.scopes)
+    return None
+
+
+def _missing_macro_name(value: Any) -> str | None:
+    """The macro name when ``value`` is the error reference bound by :func:`_defer_missing_macros`."""
+    if isinstance(value, gin.config.ConfigurableReference) and value.configurable.selector == _UNDEFINED_MACRO:
+        return "/".join(value.scopes)
+    return None
+
+
+def _is_required(value: Any) -> bool:
+    """``value`` is ``%gin.REQUIRED``."""
+    return (
+        isinstance(value, gin.config.ConfigurableReference)
+        and value.evaluate
+        and value.configurable.wrapped is gin.config._retrieve_constant  # noqa: SLF001
+        and "/".join(value.scopes) == "gin.REQUIRED"
+    )
+
+
+def _defer_missing_macros() -> None:
+    """Bind every macro left at ``%gin.REQUIRED``, or used and never defined, to ``@NAME/genpo.undefined_macro()``.
+
+    gin would pass its REQUIRED sentinel object into the component (or fail with "macro() missing 1 required
+    positional argument"); this way the component that uses the macro fails with one line naming it. Failing
+    here, at parse time, would also refuse partial configs whose missing macro is never used (a policy
+    file parsed alone to build one actor, with its network sizes bound directly).
+    """
+    config = gin.config._CONFIG  # noqa: SLF001
+    defined = {scope for (scope, selector), arguments in config.items() if selector == "gin.macro" and "value" in arguments}
+    missing = {name for name in defined if _is_required(config[(name, "gin.macro")]["value"])}
+    for arguments in list(config.values()):
+        for value in arguments.values():
+            for item in gin.config._iterate_flattened_values(value):  # noqa: SLF001
+                name = _macro_name(item)
+                if name is not None and name not in defined:
+                    missing.add(name)
+    for name in sorted(missing):
+        if re.fullmatch(r"[A-Za-z_]\w*", name):
+            gin.parse_config(f"{name} = @{name}/{_UNDEFINED_MACRO}()")
 
 
 def _registered_alternatives(message: str) -> str:
