@@ -1,14 +1,18 @@
-"""The committed gin configs: values that several bindings share agree, macros are declared where used, and
-a missing macro fails loudly. Parse only (no env, no training)."""
+"""The committed gin configs: values that several bindings share agree, macros are declared where used, a
+missing macro fails loudly, and the configs ship inside the package. Parse only (no training)."""
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import re
+import tomllib
 from pathlib import Path
 
 import gin
 import pytest
+
+import genpo
 
 from genpo import registry
 from genpo.builders.config import GIN_DIR, parse_config, query_parameter
@@ -198,3 +202,34 @@ def test_cli_names_a_missing_macro_in_one_line(tmp_path, capsys):
     assert error.startswith("genpo train: error: gin macro GAMMA is used but not defined"), error
     assert len(error.splitlines()) == 1, error
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+# ------------------------------------------------------------------------------ configs ship with the package
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def test_configs_live_in_the_package_and_gin_at_the_root_links_to_them():
+    package = Path(genpo.__file__).resolve().parent
+    assert GIN_DIR == package / "gin"
+    assert (REPOSITORY / "gin").is_symlink()
+    assert (REPOSITORY / "gin").resolve() == GIN_DIR
+    assert (REPOSITORY / "gin" / "tasks" / "pendulum.gin").is_file()
+
+
+def test_every_config_file_is_declared_as_package_data():
+    """A non-editable install ships what pyproject.toml's package-data globs match; each file under
+    genpo/gin/ must be matched (setuptools globs are relative to the package folder, ``**`` recursive)."""
+    setuptools = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package = GIN_DIR.parent
+    patterns = setuptools["package-data"]["genpo"]
+    shipped = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
+    files = {path for path in GIN_DIR.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+    assert len(files) > 50
+    assert sorted(str(path.relative_to(package)) for path in files - shipped) == []
+    assert any(fnmatch.fnmatch("genpo", pattern) for pattern in setuptools["packages"]["find"]["include"])
+
+
+def test_a_config_resolves_by_name_from_another_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    parse_config(["tasks/pendulum.gin"])
+    assert query_parameter("genpo.build_env.name") == "pendulum"

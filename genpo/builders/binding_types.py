@@ -4,7 +4,7 @@ gin binds whatever literal it parses; a wrong type (``coupling.genpo.p = 'abc'``
 training with a long traceback. :func:`check_binding_types` runs once after parsing and turns the first
 such mismatch into one line naming the binding, the value, the expected type and where it was bound:
 
-    gin binding genpo.trainer.steps_per_env = 'x' (gin/tasks/pendulum.gin:12): expected int, got str
+    gin binding genpo.trainer.steps_per_env = 'x' (genpo/gin/tasks/pendulum.gin:16): expected int, got str
 
 Only what can be judged without doubt is judged: int, float (an int is fine), bool (never for int or
 float, nor an int for bool), str, None / Optional / ``X | None``, Union, Literal, tuple / list /

@@ -26,7 +26,7 @@ import gin
 from genpo import registry
 from genpo.builders.binding_types import check_binding_types
 
-GIN_DIR = Path(__file__).resolve().parents[2] / "gin"
+GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
 _exposed: set[tuple[str, str]] = set()
 
 
