@@ -3,23 +3,20 @@
 Both step ``--num-envs`` envs with the same uniform random actions in this process, in alternating
 blocks; time excludes construction and reset. Prints one line per env, ``name: genpo X steps/s, gymnasium Y steps/s, Zx``.
 
-    .venv/bin/python benchmarks/envs.py --num-envs 64 --steps 200 --threads 2
+    .venv/bin/python -m benchmarks.envs --num-envs 64 --steps 200 --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import gymnasium
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-from genpo import registry  # noqa: E402
+from genpo import registry
 
 GYMNASIUM_IDS = {  # HalfCheetah last, as the headline number
     "hopper": "Hopper-v5",

@@ -13,7 +13,7 @@ rsl_rl Ant config). Observation 60, action 8 (Isaac-Ant-v0). Each decision is ti
 All actors are timed in one process, interleaved in blocks (A, B, C, ..., A, B, ...), and each line
 gives the median over all decisions. One torch thread by default.
 
-    .venv/bin/python benchmarks/inference_latency.py [--calls 2000] [--blocks 20] [--threads 1]
+    .venv/bin/python -m benchmarks.inference_latency [--calls 2000] [--blocks 20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -21,21 +21,18 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from tensordict import TensorDict
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-from genpo.components.actors.gaussian import GaussianActor  # noqa: E402
-from genpo.components.actors.genpo_flow import GenPOActor  # noqa: E402
-from genpo.components.couplings.genpo_euler import GenPOCoupling  # noqa: E402
-from genpo.components.flows.dummy_action_flow import DummyActionFlow  # noqa: E402
-from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding  # noqa: E402
-from genpo.components.networks.velocity_network import VelocityMLP  # noqa: E402
+from genpo.components.actors.gaussian import GaussianActor
+from genpo.components.actors.genpo_flow import GenPOActor
+from genpo.components.couplings.genpo_euler import GenPOCoupling
+from genpo.components.flows.dummy_action_flow import DummyActionFlow
+from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding
+from genpo.components.networks.velocity_network import VelocityMLP
 
 HIDDEN = (400, 200, 100)
 

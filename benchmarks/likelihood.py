@@ -18,7 +18,7 @@ peak RSS (``VmHWM``) above the RSS just before the call; glibc is set to ``mmap`
 64 KiB or more and to trim freed memory at once, so RSS follows live memory. Linux only;
 ``--no-memory`` skips it (two short subprocesses per action dimension).
 
-    .venv/bin/python benchmarks/likelihood.py [--batch 1024] [--repeats 5] [--threads 1] [--no-memory]
+    .venv/bin/python -m benchmarks.likelihood [--batch 1024] [--repeats 5] [--threads 1] [--no-memory]
 """
 
 from __future__ import annotations

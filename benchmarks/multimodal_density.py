@@ -5,7 +5,7 @@ actions at the start state (the origin) from each; draws their 2-D histograms (r
 actions, log colour scale) with the mode statistics of the last iteration (``info/mode``: +1 upper
 goal, -1 lower goal, so a mean near 0 with all goals reached means both modes are in use).
 
-    python benchmarks/multimodal_density.py --out docs/results/two_goals_density.png
+    python -m benchmarks.multimodal_density --out docs/results/two_goals_density.png
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Both run in this process, one after the other, with the same seed and thread cou
 policy gives iterations, env steps and seconds to the first iteration whose finished episodes average
 at least the threshold, then GenPO/Gaussian ratios.
 
-    python benchmarks/time_to_solve.py                      # Pendulum, threshold -250
-    python benchmarks/time_to_solve.py --threads 2 --seed 1
+    python -m benchmarks.time_to_solve                      # Pendulum, threshold -250
+    python -m benchmarks.time_to_solve --threads 2 --seed 1
 """
 
 from __future__ import annotations
@@ -50,9 +50,15 @@ def main() -> None:
     for name, config in (("GenPO", args.genpo), ("Gaussian", args.gaussian)):
         iterations, steps, seconds = time_to_threshold(config, args.threshold, args.max_iterations, args.seed)
         results[name] = (steps, seconds)
-        print(f"{name}: return >= {args.threshold:g} at iteration {iterations}, {steps} env steps, {seconds:.1f} s")
+        if math.isinf(seconds):
+            print(f"{name}: return >= {args.threshold:g} not reached in {iterations} iterations ({steps} env steps)")
+        else:
+            print(f"{name}: return >= {args.threshold:g} at iteration {iterations}, {steps} env steps, {seconds:.1f} s")
     (genpo_steps, genpo_seconds), (gauss_steps, gauss_seconds) = results["GenPO"], results["Gaussian"]
-    print(f"GenPO/Gaussian: {genpo_steps / gauss_steps:.2f}x env steps, {genpo_seconds / gauss_seconds:.2f}x wall time")
+    if math.isinf(genpo_seconds) or math.isinf(gauss_seconds):
+        print("GenPO/Gaussian: n/a (a policy did not reach the threshold; raise --max-iterations)")
+    else:
+        print(f"GenPO/Gaussian: {genpo_steps / gauss_steps:.2f}x env steps, {genpo_seconds / gauss_seconds:.2f}x wall time")
 
 
 if __name__ == "__main__":
