@@ -8,6 +8,8 @@ coupling example is run through these same test functions (tests/test_extending_
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 import genpo  # noqa: F401  (registers every library component)
 from genpo import registry
+from genpo.builders.config import GIN_DIR
 from genpo.components.flows.dummy_action_flow import DummyActionFlow
 from genpo.components.flows.numeric_log_det import NumericLogDetFlow
 from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding
@@ -30,6 +33,7 @@ def declares_constant_log_det(coupling: str) -> bool:
 
 CONSTANT = [name for name in COUPLINGS if declares_constant_log_det(name)]
 STATE_DEPENDENT = [name for name in COUPLINGS if not declares_constant_log_det(name)]
+GIN_FOLDERS = [GIN_DIR]  # where a coupling's gin file is looked for (the doc test adds its own folder)
 OBSERVATION_DIM = 3
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 seeds = st.integers(0, 2**31 - 1)
@@ -141,6 +145,14 @@ def test_coupling_declares_whether_its_log_det_depends_on_the_state(coupling):
     assert registry.required_attributes("coupling") == {DECLARATION: bool}
     cls = registry.get("coupling", coupling)
     assert isinstance(vars(cls).get(DECLARATION), bool), f"{cls.__qualname__} sets no {DECLARATION} in its body"
+
+
+@pytest.mark.parametrize("coupling", COUPLINGS)
+def test_coupling_is_selected_by_a_gin_file(coupling):
+    """The "one gin file" of docs/extending.md: some config trains with it (an ablation or a policy file)."""
+    pattern = re.compile(rf"^\s*[\w./]+\s*=\s*@coupling\.{coupling}\b", re.MULTILINE)
+    files = [path for folder in GIN_FOLDERS for path in sorted(folder.rglob("*.gin")) if pattern.search(path.read_text())]
+    assert files, f"no gin file selects @coupling.{coupling} (add gin/ablations/coupling_{coupling}.gin)"
 
 
 def assert_log_det_is_constant(coupling: str) -> None:
