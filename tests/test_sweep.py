@@ -116,6 +116,55 @@ def test_bad_spec_fails_naming_the_problem(text, message):
         parse_spec(text)
 
 
+VARIANT = '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n'
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ("iterations = 0", "iterations must be a positive integer, got 0"),
+        ("env_steps = -5", "env_steps must be a positive integer, got -5"),
+        ("iterations = 1\nthreads_per_run = 1.5", "threads_per_run must be a positive integer, got 1.5"),
+        ("iterations = 1\nlast_k = true", "last_k must be a positive integer, got True"),
+        ("iterations = 1\nbootstrap_resamples = 0", "bootstrap_resamples must be a positive integer"),
+        ("iterations = 1\nconfidence = 1", r"confidence must be a float in \(0, 1\), got 1"),
+        ("iterations = 1\nseeds = [1, 1]", r"seeds repeat: \[1, 1\]"),
+        ("iterations = 1\nseeds = 3", "seeds must be a non-empty list of integers, got 3"),
+    ],
+    ids=["iterations", "env_steps", "threads", "last_k", "resamples", "confidence", "repeated_seeds", "seeds_type"],
+)
+def test_bad_setting_fails_naming_the_file_and_the_key(settings, message):
+    with pytest.raises(ValueError, match=f"^my_spec.toml: {message}"):
+        parse_spec(f'out = "x"\n{settings}\n{VARIANT}', "my_spec.toml")
+
+
+def test_spec_built_in_code_is_validated_like_a_parsed_one():
+    from genpo.experiments.spec import SweepSpec, Variant
+
+    variant = Variant("a", Path("tasks/pendulum.gin"))
+    spec = SweepSpec(path="s.toml", text="", out="x", seeds=[0, 1], variants=[variant], iterations=2)
+    assert (spec.seeds, spec.out, spec.last_k) == ((0, 1), Path("x"), 3)
+    with pytest.raises(ValueError, match="s.toml: last_k must be a positive integer"):
+        SweepSpec(path="s.toml", text="", out="x", seeds=[0], variants=[variant], iterations=2, last_k=0)
+    with pytest.raises(ValueError, match="s.toml: variant 'a': trainer must be one of"):
+        SweepSpec(path="s.toml", text="", out="x", seeds=[0], variants=[Variant("a", Path("c"), (), "sb3")], iterations=2)
+
+
+def test_sigterm_interrupts_the_sweep_like_ctrl_c_and_the_handler_is_restored():
+    import os
+    import signal
+    import time
+
+    from genpo.experiments.runner import terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        with terminate_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises as soon as the signal arrives
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 # ------------------------------------------------------------------------------------------ statistics
 def test_iqm_of_known_arrays():
     assert statistics.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)  # trims 2 from each end: mean(3..6)
@@ -289,9 +338,7 @@ def test_job_state_skips_finished_resumes_checkpointed_and_restarts_failed_runs(
 
 
 def test_example_spec_parses():
-    from genpo.builders.config import GIN_DIR
-
-    spec = load_spec(GIN_DIR.parent / "sweeps" / "pendulum_schemes.toml")
+    spec = load_spec(Path(__file__).resolve().parents[1] / "sweeps" / "pendulum_schemes.toml")
     names = [variant.name for variant in spec.variants]
     assert names[:2] == ["genpo", "gaussian"]
     assert (spec.seeds, spec.iterations, spec.threads_per_run) == ((0, 1, 2), 60, 1)
