@@ -22,6 +22,10 @@ def check_positive(owner: str, name: str, value: Any) -> float:
 
 
 def positive(instance: Any, attribute: Any, value: Any) -> None:
-    """attrs validator: a positive number, or None where the field allows it."""
-    if value is not None:
-        (check_positive_int if attribute.type in ("int", int) else check_positive)(type(instance).__name__, attribute.name, value)
+    """attrs validator: a positive number (an integer where the field is annotated ``int`` or
+    ``int | None``), or None where the field allows it."""
+    if value is None:
+        return
+    annotation = attribute.type if isinstance(attribute.type, str) else getattr(attribute.type, "__name__", str(attribute.type))
+    integer = annotation in ("int", "int | None", "Optional[int]")
+    (check_positive_int if integer else check_positive)(type(instance).__name__, attribute.name, value)

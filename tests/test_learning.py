@@ -4,12 +4,10 @@ Bars are set from many seeds, not one: float rounding differs between CPUs (an A
 Xeon give different runs from the same seed), so a bar with no margin over one seed is a coin flip.
 """
 
-import math
-
 import pytest
 
 from genpo.builders import new_experiment
-from genpo.training.run_logger import read_metrics
+from genpo.training.run_logger import final_return, finite_returns, read_metrics
 
 # Pendulum episodes are 200 steps and all 256 envs reset together, so at 32 steps per iteration a
 # return (the mean of 256 episodes) is logged only every ~6 iterations: at 7, 13, ..., 44, 50, 57.
@@ -42,10 +40,6 @@ PENDULUM_BUDGETS = {"tasks/pendulum.gin": 50, "tasks/pendulum_gaussian.gin": 60}
 LOOKS_RANDOM = -900.0
 
 
-def finite_returns(rows: list[dict]) -> list[float]:
-    return [row["return_mean"] for row in rows if math.isfinite(row["return_mean"])]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("config", list(PENDULUM_BUDGETS))
 def test_pendulum_swing_up_is_learned_within_budget(tmp_path, config):
@@ -56,8 +50,9 @@ def test_pendulum_swing_up_is_learned_within_budget(tmp_path, config):
     """
     trainer, _ = new_experiment(tmp_path / "run", [config], ["genpo.run.seed = 0"])
     summary = trainer.train(PENDULUM_BUDGETS[config], quiet=True)
-    returns = finite_returns(read_metrics(tmp_path / "run" / "metrics.csv"))
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    returns = finite_returns(rows)
     assert returns[0] < LOOKS_RANDOM, f"the first episodes should look random, got {returns[0]:.1f}"
     assert len(returns) > FINAL_LOGGED, returns
-    final = sum(returns[-FINAL_LOGGED:]) / FINAL_LOGGED
+    final = final_return(rows, last_k=FINAL_LOGGED)
     assert final >= PENDULUM_SWUNG_UP, (final, returns, summary)

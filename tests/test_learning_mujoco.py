@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genpo.builders import build_env, new_experiment
-from genpo.training.run_logger import read_metrics
+from genpo.training.run_logger import final_return, finite_returns, read_metrics
 
 EPISODE_STEPS = 100
 SHORT_HALFCHEETAH = [
@@ -50,7 +50,8 @@ def test_genpo_halfcheetah_improves_over_random_policy(tmp_path):
     random_return = random_policy_return()
     trainer, _ = new_experiment(tmp_path / "run", ["tasks/halfcheetah.gin"], SHORT_HALFCHEETAH)
     trainer.train(30, quiet=True)
-    returns = [row["return_mean"] for row in read_metrics(tmp_path / "run" / "metrics.csv") if row["episodes"] > 0]
-    final = sum(returns[-3:]) / 3
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    returns = finite_returns(rows)
+    final = final_return(rows, last_k=3)
     assert final > random_return + MIN_IMPROVEMENT, (random_return, returns)
     assert final > returns[0] + MIN_IMPROVEMENT, returns

@@ -17,7 +17,8 @@ from tensordict import TensorDict
 from genpo.builders import new_experiment
 from genpo.cli import main
 from genpo.envs.base import BatchedEnv
-from genpo.sweep import parse_spec, plan, train_command
+from genpo.experiments.runner import train_command
+from genpo.experiments.spec import parse_spec, plan
 from genpo.training.checkpoint import load_checkpoint
 
 rsl_rl = pytest.importorskip("genpo.baselines.rsl_rl")

@@ -15,7 +15,7 @@ from genpo.builders import new_experiment, resume_experiment
 from genpo.training import checkpoint as checkpoint_module
 from genpo.training.checkpoint import load_checkpoint, save_checkpoint
 from genpo.training.errors import CheckpointError
-from genpo.training.run_logger import read_metrics
+from genpo.training.run_logger import final_return, read_metrics
 from genpo.training.trainer import CHECKPOINT_KEYS
 
 TIMING_COLUMNS = {"wall_time", "env_steps_per_s", "collection_time", "update_time"}
@@ -227,7 +227,7 @@ def test_run_directory_contents(short_run):
     assert (run_dir / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["iterations"], summary["env_steps"]) == (2, 2 * BATCH)
-    assert summary["final_return"] == pytest.approx(rows[-1]["return_mean"])
+    assert summary["final_return"] == pytest.approx(final_return(rows))
 
 
 # ------------------------------------------------------------------------------ config errors

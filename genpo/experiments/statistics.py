@@ -23,29 +23,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genpo.validation import check_positive_int
+from genpo.training.run_logger import DEFAULT_LAST_K, RETURN_KEY, final_return  # noqa: F401  (re-exported)
 
-RETURN_KEY = "return_mean"
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_SEED = 0
-DEFAULT_LAST_K = 3
 GRID_POINTS = 100
 
 
 # --------------------------------------------------------------------------------- per-run numbers
-def finite_returns(rows: Sequence[Mapping[str, float]], key: str = RETURN_KEY) -> list[float]:
-    return [row[key] for row in rows if math.isfinite(row.get(key, math.nan))]
-
-
-def final_return(rows: Sequence[Mapping[str, float]], last_k: int = DEFAULT_LAST_K, key: str = RETURN_KEY) -> float:
-    """A run's final return: the mean of the last ``last_k`` finite ``key`` values of its metric rows
-    (NaN if there are none)."""
-    check_positive_int("final_return", "last_k", last_k)
-    values = finite_returns(rows, key)[-last_k:]
-    return float(np.mean(values)) if values else math.nan
-
-
 def return_curve(rows: Sequence[Mapping[str, float]], x: str = "env_steps", key: str = RETURN_KEY) -> tuple[np.ndarray, np.ndarray]:
     """``(x, return)`` at the iterations that logged a finite return.
 

@@ -16,15 +16,19 @@ import io
 import json
 import math
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from genpo.training.atomic_files import atomic_write_text
+from genpo.validation import check_positive_int
 
 METRICS_FILE = "metrics.csv"
 CURVE_FILE = "learning_curve.png"
 SUMMARY_FILE = "summary.json"
+RETURN_KEY = "return_mean"
+DEFAULT_LAST_K = 3
 TENSORBOARD_DIR = "tensorboard"
 TENSORBOARD_STAGING = "tensorboard.rebuild"
 NO_EPISODE_YET = "no finished episode yet"
@@ -131,15 +135,28 @@ def _log_scalars(logger, row: dict[str, float]) -> None:
             logger.log_scalar(key, value, step=step)
 
 
+def finite_returns(rows: Sequence[Mapping[str, float]], key: str = RETURN_KEY) -> list[float]:
+    return [row[key] for row in rows if math.isfinite(row.get(key, math.nan))]
+
+
+def final_return(rows: Sequence[Mapping[str, float]], last_k: int = DEFAULT_LAST_K, key: str = RETURN_KEY) -> float:
+    """A run's final return, the one definition used by summaries, sweep reports and learning tests:
+    the mean of the last ``last_k`` finite ``key`` values of its metric rows (NaN if there are none).
+    One iteration's mean is noisy, and episodes that end together log a return only now and then."""
+    check_positive_int("final_return", "last_k", last_k)
+    values = finite_returns(rows, key)[-last_k:]
+    return sum(values) / len(values) if values else math.nan
+
+
 def summarize(rows: list[dict[str, float]]) -> dict:
-    """Totals and the last / best episode return of a run's metric rows."""
-    returns = [row["return_mean"] for row in rows if math.isfinite(row.get("return_mean", math.nan))]
+    """Totals, the final return (:func:`final_return`) and the best iteration return of a run's rows."""
+    returns = finite_returns(rows)
     last = rows[-1] if rows else {}
     return {
         "iterations": int(last.get("iteration", 0)),
         "env_steps": int(last.get("env_steps", 0)),
         "train_seconds": sum(row.get("wall_time", 0.0) for row in rows),
-        "final_return": returns[-1] if returns else None,
+        "final_return": final_return(rows) if returns else None,
         "best_return": max(returns) if returns else None,
         "final_metrics": {key: value for key, value in last.items() if math.isfinite(value)},
     }

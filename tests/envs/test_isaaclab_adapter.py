@@ -22,13 +22,13 @@ import sys
 import types
 from pathlib import Path
 
-import gin
 import gymnasium as gym
 import pytest
 import torch
 from tensordict import TensorDict
 
 from genpo.builders import GIN_DIR, build_env, build_trainer, parse_config
+from genpo.builders.config import query_parameter
 from genpo.envs.isaaclab import IsaacLabEnv
 
 NUM_ENVS = 4
@@ -385,6 +385,7 @@ def test_build_env_creates_the_task_with_the_run_settings(monkeypatch):
 
 # ------------------------------------------------------------------ (b) training through the adapter
 TINY = [
+    "GAMMA = 0.99",
     "velocity_network.mlp.hidden_sizes = (16,)",
     "critic.mlp.hidden_sizes = (16,)",
     "time_embedding.sinusoidal.out_dim = 8",
@@ -461,7 +462,7 @@ def test_every_isaaclab_config_is_one_of_the_papers_eight():
 def test_isaaclab_config_parses_and_binds_the_paper_values(name):
     task, hidden, lr, gamma, entropy, time_dim, time_hidden = PAPER[name]
     parse_config([f"isaaclab/{name}.gin"])
-    query = gin.query_parameter
+    query = query_parameter
     assert query("genpo.build_env.name") == f"isaaclab:{task}"
     assert query("genpo.build_env.num_envs") == 4096
     assert query("genpo.run.device") == "cuda:0"
