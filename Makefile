@@ -20,5 +20,5 @@ test: $(STAMP)
 	$(PYTHON) -m pytest
 
 bench: $(STAMP)
-	$(PYTHON) benchmarks/likelihood.py
-	$(PYTHON) benchmarks/envs.py
+	$(PYTHON) -m benchmarks.likelihood
+	$(PYTHON) -m benchmarks.envs

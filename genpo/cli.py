@@ -47,7 +47,7 @@ def _new_run(args: argparse.Namespace):
         raise SystemExit("genpo train: --allow-config-change applies to --resume only")
     out = args.out or _default_out(args.config)
     trainer_kind = args.trainer or "genpo"
-    trainer, settings = _trainer_builders(trainer_kind)[0](out, [args.config], _run_bindings(args), overwrite=args.overwrite)
+    trainer, settings = _trainer_entry_points(trainer_kind)[0](out, [args.config], _run_bindings(args), overwrite=args.overwrite)
     return trainer, settings.iterations
 
 
@@ -64,7 +64,7 @@ def _resume_run(args: argparse.Namespace):
             "--iterations, --device, --allow-config-change and --quiet can)"
         )
     _, record = read_config(args.resume)
-    resume = _trainer_builders(record.trainer)[1]
+    resume = _trainer_entry_points(record.trainer)[1]
     trainer, _, record = resume(args.resume, allow_config_change=args.allow_config_change, bindings=_device_bindings(args))
     iterations, record = iterations_to_run(args.resume, record, trainer.iteration, args.iterations)
     if iterations == 0:
@@ -76,15 +76,16 @@ def _resume_run(args: argparse.Namespace):
     return trainer, iterations
 
 
-def _trainer_builders(trainer_kind: str):
-    """(new, resume) experiment builders of a trainer kind."""
+def _trainer_entry_points(trainer_kind: str):
+    """(new, resume, evaluate) of a trainer kind."""
     if trainer_kind == "rsl_rl":
         from genpo.baselines import rsl_rl
 
-        return rsl_rl.new_experiment, rsl_rl.resume_experiment
+        return rsl_rl.new_experiment, rsl_rl.resume_experiment, rsl_rl.evaluate_rsl_rl_run
+    from genpo.builders.evaluation import evaluate_run
     from genpo.builders.experiment import new_experiment, resume_experiment
 
-    return new_experiment, resume_experiment
+    return new_experiment, resume_experiment, evaluate_run
 
 
 def _device_bindings(args: argparse.Namespace) -> list[str]:
@@ -105,9 +106,11 @@ def _default_out(config: str) -> Path:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from genpo.builders.evaluation import evaluate_run
+    from genpo.training.run_directory import read_config
 
-    result = evaluate_run(
+    _, record = read_config(args.run_dir)
+    evaluate = _trainer_entry_points(record.trainer)[2]
+    result = evaluate(
         args.run_dir, episodes=args.episodes, noise=args.noise, seed=args.seed, checkpoint=args.checkpoint, device=args.device
     )
     print(json.dumps(result, indent=2))

@@ -35,9 +35,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config, record = read_config(run_dir)
     if record.trainer != "genpo":
-        from genpo.baselines.rsl_rl import evaluate_rsl_rl_run
-
-        return evaluate_rsl_rl_run(run_dir, episodes=episodes, noise=noise, seed=seed, checkpoint=checkpoint, device=device)
+        raise ValueError(f"{run_dir} was trained by the {record.trainer} trainer: evaluate it with that trainer's evaluator")
     parse_config([config])
     device = str(check_device(device)) if device is not None else run_settings().device
     with gin.config_scope("eval"):
