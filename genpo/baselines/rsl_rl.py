@@ -37,16 +37,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import gin
 import torch
 from tensordict import TensorDict
 
-from genpo.builders.config import parse_config
+from genpo.baselines.rsl_rl_env import import_rsl_rl, vec_env
 from genpo.builders.env import build_env
+from genpo.builders.evaluation import evaluate_run
 from genpo.builders.experiment import (
     RunSettings,
     build_trainer,
-    check_device,
     continue_experiment,
     run_settings,
     seed_everything,
@@ -57,14 +56,12 @@ from genpo.components.networks.critic import ValueMLP
 from genpo.components.networks.mlp import mlp_layout
 from genpo.components.normalizers.observation import EmpiricalNormalizer, IdentityNormalizer
 from genpo.components.optim.lr_controllers import FixedLR, KLAdaptiveLR
-from genpo.baselines.rsl_rl_env import import_rsl_rl, vec_env
 from genpo.envs.base import BatchedEnv
 from genpo.training.atomic_files import atomic_write_text
-from genpo.training.checkpoint import load_checkpoint, load_module_state, restore_rng_state, rng_state
+from genpo.training.checkpoint import load_module_state, restore_rng_state, rng_state
 from genpo.training.checkpoint_history import CheckpointHistory
 from genpo.training.errors import NonFiniteError
-from genpo.training.evaluation import evaluate_policy
-from genpo.training.run_directory import CHECKPOINT_DIR, RunRecord, read_config
+from genpo.training.run_directory import CHECKPOINT_DIR, RunRecord
 from genpo.training.trainer import PPOSettings, Trainer
 from genpo.training.training_loop import CheckpointedTrainer
 
@@ -312,41 +309,22 @@ class _EvaluationActor:
         return step
 
 
-def evaluate_rsl_rl_run(
-    run_dir: str | Path,
-    *,
-    episodes: int = 10,
-    noise: str = "zero",
-    seed: int = 12345,
-    checkpoint: str | Path = "latest",
-    device: str | None = None,
-) -> dict:
-    """:func:`genpo.builders.evaluation.evaluate_run` for a run trained by rsl_rl: the first episode
-    of each of ``episodes`` envs built in the ``eval`` gin scope, with the checkpoint's actor.
-
-    ``noise``: ``zero`` (the policy's mean action), ``fixed`` (one standard-normal draw per env held
-    for the episode: mean + std * eps) or ``random`` (a fresh Gaussian sample every step).
-    """
-    if episodes < 1:
-        raise ValueError(f"evaluate: episodes must be >= 1, got {episodes!r}")
-    import_rsl_rl()  # a clear error without the bench extra
+def _load_rsl_rl_policy(trainer: Trainer, path: Path, state: dict) -> tuple[_EvaluationActor, IdentityNormalizer]:
+    """The rsl_rl actor of a checkpoint (it normalises its own observations), rebuilt from the runner
+    config that the run's genpo config translates to."""
     from rsl_rl.utils import resolve_class
 
-    run_dir = Path(run_dir)
-    config, _ = read_config(run_dir)
-    parse_config([config])
-    device = str(check_device(device)) if device is not None else run_settings().device
-    with gin.config_scope("eval"):
-        env = build_env(num_envs=episodes, seed=seed, device=device)
-    actor_config = runner_config(build_trainer(env, run_dir))["actor"]
-    model_class, model_kwargs = resolve_class(actor_config)
+    env = trainer.env
+    model_class, model_kwargs = resolve_class(runner_config(trainer)["actor"])
     observation = TensorDict({"policy": torch.zeros(env.num_envs, env.observation_dim)}, batch_size=[env.num_envs])
     model = model_class(observation, {"actor": ["policy"]}, "actor", env.action_dim, **model_kwargs).to(env.device)
-    path = CheckpointHistory(run_dir / CHECKPOINT_DIR).resolve(checkpoint)
-    state = load_checkpoint(path, ("rsl_rl", "iteration"))
     load_module_state(model, state["rsl_rl"]["actor_state_dict"], "actor", path)
-    result = evaluate_policy(
-        _EvaluationActor(model, env.action_dim), IdentityNormalizer(env.observation_dim), env, noise=noise, seed=seed
-    )
-    env.close()
-    return {"run_dir": str(run_dir), "checkpoint": str(path), "checkpoint_iteration": int(state["iteration"]), **result}
+    return _EvaluationActor(model, env.action_dim), IdentityNormalizer(env.observation_dim)
+
+
+def evaluate_rsl_rl_run(run_dir: str | Path, **options) -> dict:
+    """:func:`genpo.builders.evaluation.evaluate_run` (same options and output) for a run trained by
+    rsl_rl. ``noise``: ``zero`` (the policy's mean action), ``fixed`` (one standard-normal draw per env
+    held for the episode: mean + std * eps) or ``random`` (a fresh Gaussian sample every step)."""
+    import_rsl_rl()  # a clear error without the bench extra
+    return evaluate_run(run_dir, load_policy=_load_rsl_rl_policy, checkpoint_keys=("rsl_rl", "iteration"), **options)

@@ -3,16 +3,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import gin
+import torch
 
 from genpo.builders.config import parse_config
 from genpo.builders.env import build_env
 from genpo.builders.experiment import build_trainer, check_device, run_settings
 from genpo.training.checkpoint import load_checkpoint, load_module_state
+from genpo.components.actors.base import Actor
 from genpo.training.evaluation import evaluate_policy
+from genpo.training.trainer import Trainer
 from genpo.training.run_directory import read_config
+
+PolicyLoader = Callable[[Trainer, Path, dict], tuple[Actor, torch.nn.Module]]
+
+
+def load_genpo_policy(trainer: Trainer, path: Path, state: dict) -> tuple[Actor, torch.nn.Module]:
+    """The actor and observation normaliser of a genpo checkpoint, in the trainer built from its config."""
+    load_module_state(trainer.actor, state["actor"], "actor", path)
+    load_module_state(trainer.observation_normalizer, state["observation_normalizer"], "observation_normalizer", path)
+    return trainer.actor, trainer.observation_normalizer
+
+
+GENPO_POLICY_KEYS = ("actor", "observation_normalizer", "iteration")
 
 
 def evaluate_run(
@@ -23,28 +39,29 @@ def evaluate_run(
     seed: int = 12345,
     checkpoint: str | Path = "latest",
     device: str | None = None,
+    load_policy: PolicyLoader = load_genpo_policy,
+    checkpoint_keys: tuple[str, ...] = GENPO_POLICY_KEYS,
 ) -> dict:
     """Mean and std return of ``episodes`` episodes (one per env) of a policy of the run.
 
     ``checkpoint``: ``latest``, ``best`` (by training return) or a checkpoint file. The env comes
     from the run's config under the ``eval`` scope (``eval/genpo.build_env.*`` bindings override the
     training env's), with ``num_envs = episodes``, on ``device`` (default: the run's).
+    ``load_policy(trainer, path, state) -> (actor, observation normaliser)`` reads the checkpoint's
+    policy (``state`` holds ``checkpoint_keys``): genpo's by default; another trainer passes its own.
     """
     if episodes < 1:
         raise ValueError(f"evaluate: episodes must be >= 1, got {episodes!r}")
     run_dir = Path(run_dir)
-    config, record = read_config(run_dir)
-    if record.trainer != "genpo":
-        raise ValueError(f"{run_dir} was trained by the {record.trainer} trainer: evaluate it with that trainer's evaluator")
+    config, _ = read_config(run_dir)
     parse_config([config])
     device = str(check_device(device)) if device is not None else run_settings().device
     with gin.config_scope("eval"):
         env = build_env(num_envs=episodes, seed=seed, device=device)
     trainer = build_trainer(env, run_dir)
     path = trainer.history.resolve(checkpoint)
-    state = load_checkpoint(path, ("actor", "observation_normalizer", "iteration"))
-    load_module_state(trainer.actor, state["actor"], "actor", path)
-    load_module_state(trainer.observation_normalizer, state["observation_normalizer"], "observation_normalizer", path)
-    result = evaluate_policy(trainer.actor, trainer.observation_normalizer, env, noise=noise, seed=seed)
+    state = load_checkpoint(path, checkpoint_keys)
+    actor, observation_normalizer = load_policy(trainer, path, state)
+    result = evaluate_policy(actor, observation_normalizer, env, noise=noise, seed=seed)
     env.close()
     return {"run_dir": str(run_dir), "checkpoint": str(path), "checkpoint_iteration": int(state["iteration"]), **result}
