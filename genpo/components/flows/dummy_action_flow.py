@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -53,6 +54,13 @@ class DummyActionFlow(TensorDictComponent):
         """The state-independent part of log|det dF/dz| for the whole map."""
         return self.num_steps * self.coupling.constant_log_det(self.action_dim)
 
+    def velocity_precision(self, observation: torch.Tensor) -> contextlib.AbstractContextManager:
+        """The velocity network's autocast region around a whole pass (``velocity_network.mlp.autocast_dtype``;
+        a no-op by default). Only the network's layers autocast: its velocities come back in the state's
+        dtype, and the coupling's adds, multiplies and divisions are not autocast ops, so x and y stay fp32."""
+        precision = getattr(self.velocity_network, "precision", None)
+        return contextlib.nullcontext() if precision is None else precision(observation)
+
     def step_velocities(self, observation: torch.Tensor) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """One velocity function per step, with the observation and time projections precomputed."""
         net = self.velocity_network
@@ -66,19 +74,21 @@ class DummyActionFlow(TensorDictComponent):
         """(observation, z) -> (dummy action, log|det dF/dz|)."""
         x, y = noise.chunk(2, dim=-1)
         log_det = None
-        for step, velocity in enumerate(self.step_velocities(observation)):
-            x, y, step_log_det = self.coupling.forward_step(x, y, velocity, self.dt, step)
-            log_det = add_log_det_terms(log_det, step_log_det)
+        with self.velocity_precision(observation):
+            for step, velocity in enumerate(self.step_velocities(observation)):
+                x, y, step_log_det = self.coupling.forward_step(x, y, velocity, self.dt, step)
+                log_det = add_log_det_terms(log_det, step_log_det)
         return torch.cat([x, y], dim=-1), self._total_log_det(log_det, noise)
 
     def inverse(self, observation: torch.Tensor, dummy_action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(observation, dummy action) -> (z, log|det dF/dz| at that z), by the exact inverse steps."""
         x, y = dummy_action.chunk(2, dim=-1)
         log_det = None
-        velocities = self.step_velocities(observation)
-        for step in reversed(range(self.num_steps)):
-            x, y, step_log_det = self.coupling.inverse_step(x, y, velocities[step], self.dt, step)
-            log_det = add_log_det_terms(log_det, step_log_det)
+        with self.velocity_precision(observation):
+            velocities = self.step_velocities(observation)
+            for step in reversed(range(self.num_steps)):
+                x, y, step_log_det = self.coupling.inverse_step(x, y, velocities[step], self.dt, step)
+                log_det = add_log_det_terms(log_det, step_log_det)
         return torch.cat([x, y], dim=-1), self._total_log_det(log_det, dummy_action)
 
     def _total_log_det(self, state_log_det: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

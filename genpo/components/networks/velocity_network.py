@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +24,13 @@ class VelocityMLP(TensorDictComponent):
     and shares them across all 2N velocity calls; :meth:`velocity` then only adds the half's
     projection. ``compute`` gives the same result from raw inputs (TensorDict / test path).
     ``output_fields`` > 1 serves couplings that need more than a velocity (e.g. a log-scale).
+
+    ``autocast_dtype`` (opt-in, default None: everything in the input's dtype): ``"bfloat16"`` or
+    ``"float16"`` runs this network's layers under ``torch.autocast`` (matmuls in that dtype, fp32
+    accumulation) and returns the velocity cast back to the input's dtype, so a flow's state and its
+    coupling arithmetic stay in fp32. Every call is a deterministic function of its inputs, so an exact
+    inverse that re-evaluates the network on the same halves still inverts the forward map; what the
+    likelihood is of changes (a slightly different network function), not how it is computed.
     """
 
     in_keys = ["half", "observation", "time"]
@@ -37,6 +45,7 @@ class VelocityMLP(TensorDictComponent):
         hidden_sizes: Sequence[int] = (400, 200, 100),
         activation: str = "mish",
         output_fields: int = 1,
+        autocast_dtype: str | None = None,
     ):
         super().__init__()
         name = type(self).__name__
@@ -53,13 +62,35 @@ class VelocityMLP(TensorDictComponent):
         self.time_projection = nn.Linear(self.time_embedding.out_dim, first)
         self.first_activation = activation_class(activation)()
         self.trunk = mlp(first, hidden_sizes[1:], output_fields * half_dim, activation)
+        if autocast_dtype not in AUTOCAST_DTYPES:
+            choices = ", ".join(repr(name) for name in AUTOCAST_DTYPES)
+            raise ValueError(f"{name}: autocast_dtype must be one of {choices}, got {autocast_dtype!r}")
+        self.autocast_dtype = autocast_dtype
+
+    def extra_repr(self) -> str:
+        return "" if self.autocast_dtype is None else f"autocast_dtype={self.autocast_dtype}"
+
+    def precision(self, like: torch.Tensor) -> contextlib.AbstractContextManager:
+        """The autocast region this network's layers run in: a no-op context without ``autocast_dtype``
+        or inside a region already autocasting to it. A flow may enter it once around a whole pass (its
+        coupling arithmetic still sees fp32 velocities), which saves the per-call entry and lets autocast
+        cast each weight once per pass instead of once per call."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        device_type = like.device.type
+        dtype = AUTOCAST_DTYPES[self.autocast_dtype]
+        if torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=dtype)
 
     def project_observation(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.observation_projection(observation)
+        with self.precision(observation):
+            return self.observation_projection(observation)
 
     def project_times(self, times: torch.Tensor) -> torch.Tensor:
         """[N] step times -> [N, hidden]: the time embedding's contribution to the first layer."""
-        return self.time_projection(self.time_embedding.compute(times))
+        with self.precision(times):
+            return self.time_projection(self.time_embedding.compute(times))
 
     def step_contexts(self, observation: torch.Tensor, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(observation projection [*B, H], projections of the step times t_k = k / N [N, H]) for one pass
@@ -69,10 +100,17 @@ class VelocityMLP(TensorDictComponent):
 
     def velocity(self, half: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """v from the half and a precomputed ``context`` = observation projection + time projection."""
-        return self.trunk(self.first_activation(self.half_projection(half) + context))
+        if self.autocast_dtype is None:
+            return self.trunk(self.first_activation(self.half_projection(half) + context))
+        with self.precision(half):
+            velocity = self.trunk(self.first_activation(self.half_projection(half) + context))
+        return velocity.to(half.dtype)
 
     def compute(self, half: torch.Tensor, observation: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         if time.dim() == 0:
             time = time.expand(half.shape[:-1])
-        time_context = self.time_projection(self.time_embedding.compute(time))
-        return self.velocity(half, self.project_observation(observation) + time_context)
+        return self.velocity(half, self.project_observation(observation) + self.project_times(time))
+
+
+# autocast_dtype names -> torch dtypes (None: no autocast)
+AUTOCAST_DTYPES = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
