@@ -7,24 +7,37 @@ import torch
 
 from genpo import registry
 from genpo.envs.base import BatchedEnv
+from genpo.envs.clipped_actions import ClippedActions
 
 
 @gin.configurable(module="genpo")
 def build_env(
-    name: str = gin.REQUIRED, num_envs: int = gin.REQUIRED, *, seed: int = 0, device: str | torch.device = "cpu", **options
+    name: str = gin.REQUIRED,
+    num_envs: int = gin.REQUIRED,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    clip_actions: float | None = None,
+    **options,
 ) -> BatchedEnv:
     """An env by registered name (``pendulum``, ``halfcheetah``, ...), ``gym:<id>`` or ``isaaclab:<task>``.
 
-    ``options`` go to the env's constructor (e.g. ``num_threads`` for MuJoCo envs).
+    ``clip_actions``: clamp every action to ``[-clip_actions, clip_actions]`` before the env applies it
+    (:class:`~genpo.envs.clipped_actions.ClippedActions`; IsaacLab's own wrapper does it for its tasks);
+    the trainers still store the unclipped sample. ``options`` go to the env's constructor (e.g.
+    ``num_threads`` for MuJoCo envs).
     """
     if num_envs < 1:
         raise ValueError(f"build_env: num_envs must be >= 1, got {num_envs!r}")
-    if name.startswith("gym:"):
-        from genpo.envs.gym_adapter import GymnasiumBatchedEnv
-
-        return GymnasiumBatchedEnv(name.removeprefix("gym:"), num_envs, seed=seed, device=device, **options)
     if name.startswith("isaaclab:"):
         from genpo.envs.isaaclab import IsaacLabEnv
 
-        return IsaacLabEnv(name.removeprefix("isaaclab:"), num_envs, seed=seed, device=device, **options)
-    return registry.get("env", name)(num_envs, seed=seed, device=device, **options)
+        task = name.removeprefix("isaaclab:")
+        return IsaacLabEnv(task, num_envs, seed=seed, device=device, clip_actions=clip_actions, **options)
+    if name.startswith("gym:"):
+        from genpo.envs.gym_adapter import GymnasiumBatchedEnv
+
+        env = GymnasiumBatchedEnv(name.removeprefix("gym:"), num_envs, seed=seed, device=device, **options)
+    else:
+        env = registry.get("env", name)(num_envs, seed=seed, device=device, **options)
+    return env if clip_actions is None else ClippedActions(env, clip_actions)
