@@ -8,6 +8,7 @@ import torch
 from genpo import registry
 from genpo.envs.base import BatchedEnv
 from genpo.envs.clipped_actions import ClippedActions
+from genpo.envs.random_episode_offsets import RandomEpisodeOffsets
 
 
 @gin.configurable(module="genpo")
@@ -18,14 +19,17 @@ def build_env(
     seed: int = 0,
     device: str | torch.device = "cpu",
     clip_actions: float | None = None,
+    random_episode_offsets: bool = False,
     **options,
 ) -> BatchedEnv:
     """An env by registered name (``pendulum``, ``halfcheetah``, ...), ``gym:<id>`` or ``isaaclab:<task>``.
 
     ``clip_actions``: clamp every action to ``[-clip_actions, clip_actions]`` before the env applies it
     (:class:`~genpo.envs.clipped_actions.ClippedActions`; IsaacLab's own wrapper does it for its tasks);
-    the trainers still store the unclipped sample. ``options`` go to the env's constructor (e.g.
-    ``num_threads`` for MuJoCo envs).
+    the trainers still store the unclipped sample. ``random_episode_offsets``: full resets start each
+    episode a random number of steps into its time limit (:class:`~genpo.envs.random_episode_offsets.
+    RandomEpisodeOffsets`, seeded by ``seed``), so time-outs do not all fall on one step. ``options`` go
+    to the env's constructor (e.g. ``num_threads`` for MuJoCo envs).
     """
     if num_envs < 1:
         raise ValueError(f"build_env: num_envs must be >= 1, got {num_envs!r}")
@@ -40,4 +44,6 @@ def build_env(
         env = GymnasiumBatchedEnv(name.removeprefix("gym:"), num_envs, seed=seed, device=device, **options)
     else:
         env = registry.get("env", name)(num_envs, seed=seed, device=device, **options)
+    if random_episode_offsets:
+        env = RandomEpisodeOffsets(env, seed)
     return env if clip_actions is None else ClippedActions(env, clip_actions)

@@ -131,6 +131,9 @@ class TensorStateEnv(BatchedEnv):
             episode_info=episode_info,
         )
 
+    def set_episode_steps(self, steps: torch.Tensor) -> None:
+        self._elapsed_steps = steps.to(self.device, torch.int64).clone()
+
     def state_dict(self) -> dict:
         if self._state is None:
             raise RuntimeError(f"{type(self).__name__}.state_dict called before reset()")

@@ -61,6 +61,12 @@ class BatchedEnv(abc.ABC):
     def close(self) -> None:
         """Release simulator resources (threads, GPU memory)."""
 
+    def set_episode_steps(self, steps: torch.Tensor) -> None:
+        """Set how many steps each env's running episode has taken ([B] integers in
+        ``[0, max_episode_steps)``): its time limit then comes that much sooner. Used to start episodes
+        at random offsets (:class:`~genpo.envs.random_episode_offsets.RandomEpisodeOffsets`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot set its episodes' step counters")
+
     def check_action(self, action: torch.Tensor) -> None:
         """Fail early, naming the env, on an action of the wrong shape."""
         expected = (self.num_envs, self.action_dim)

@@ -105,6 +105,10 @@ class GymnasiumBatchedEnv(BatchedEnv):
             truncated=self._to_tensor(truncated, torch.bool),
         )
 
+    def set_episode_steps(self, steps: torch.Tensor) -> None:
+        for env, count in zip(self._vector_env.envs, steps.tolist(), strict=True):
+            _time_limit(env)._elapsed_steps = int(count)
+
     def state_dict(self) -> dict:
         self._require_mujoco("state_dict")
         if self._seed_on_reset:

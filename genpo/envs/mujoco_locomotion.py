@@ -155,6 +155,9 @@ class MujocoLocomotionEnv(BatchedEnv):
             truncated=torch.from_numpy(truncated).to(self.device),
         )
 
+    def set_episode_steps(self, steps: torch.Tensor) -> None:
+        self._episode_step = steps.to("cpu", torch.int64).numpy().copy()
+
     def state_dict(self) -> dict:
         """Simulator rows (time, qpos, qvel, act, warm start, ctrl, ...), counters and RNG state.
 
