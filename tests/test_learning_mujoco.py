@@ -19,11 +19,13 @@ SHORT_HALFCHEETAH = [
 # How far the final return (mean of the last 3 logged returns: iterations 26, 28, 30, 96 episodes) must
 # beat both random play and the run's own first logged return (iteration 2, 32 episodes).
 #
-# Measured on an AMD EPYC (one torch thread), seeds 0-15 of this 30-iteration run (random play: -29.58):
-#   final:     3.8  11.1   2.1  31.6   4.0  14.1   3.1  10.5   4.6   4.7   2.0  -1.5   2.4  39.8  -1.0  19.7
-#   first:   -44.4 -34.6 -29.6 -31.9 -44.2 -29.0 -42.6 -43.7 -31.4 -32.4 -47.6 -32.8 -33.6 -41.8 -37.7 -32.3
-# Worst final - random: 28.1 (seed 11), worst final - first: 31.2 (seed 11); bar 15: margins 13.1 and
-# 16.2. The old bar (+25 over the last 3) had a margin of 3 on seed 11 and would have failed on some CPU.
+# Measured on an AMD EPYC (one torch thread), seeds 0-7 of this 30-iteration run with the task's actions
+# clipped to [-1, 1] (gin/tasks/locomotion.gin; random play: -29.58):
+#   final:     6.7  39.5  10.7  49.2  25.8  22.3  10.2  38.4
+#   first:   -35.1 -23.7 -20.9 -25.0 -34.9 -20.6 -33.5 -29.9
+# Worst final - random: 36.2 (seed 0), worst final - first: 31.6 (seed 2); bar 15: margins 21.2 and 16.6.
+# Before actions were clipped (16 seeds) the worst were 28.1 and 31.2 (seed 11), margins 13.1 and 16.2.
+# The old bar (+25 over the last 3) had a margin of 3 on seed 11 and would have failed on some CPU.
 #
 # What 15 means: uniform random play scores about -30 per 100 steps (control cost, no progress; standard
 # error over 64 episodes about 2.5), so +15 is about 6 standard errors out; the untrained policy is no
