@@ -25,11 +25,10 @@ PENDULUM_SWUNG_UP = -500.0
 # Per seed on an AMD EPYC (one torch thread), mean of the last 2 logged returns (the numbers in docs/
 # came from an Intel Xeon, where seed 0's Gaussian run passed the old bar, -250 on the last logged
 # return alone; here it ends at -262.9 and failed it).
-#   GenPO, 50 iterations (the first 50 of 60-iteration runs; a 50-iteration run of seed 2 gave the
-#     same returns exactly), seeds 0-7: -200.0 -185.3 -244.0 -199.7 -179.1 -198.2 -197.8 -172.2
-#     worst -244.0 (seed 2), bar -500: margin 256. The budget is 50, not the task's 60: the longest
-#     test in the suite (81 s here against 106-113 s), and a seed one logged return (6 iterations) slower
-#     than seed 2 would still pass (-607.8 and -264.4 -> -436).
+#   GenPO, 50 iterations, without the paper's entropy term (genpo's default since issue 13), seeds 0-4:
+#     -296.6 -234.3 -216.1 -222.2 -214.3; worst -296.6 (seed 0), bar -500: margin 203. (With the
+#     paper's term, seeds 0-7: -200.0 -185.3 -244.0 -199.7 -179.1 -198.2 -197.8 -172.2.) The budget is
+#     50, not the task's 60: the longest test in the suite (~85 s here against 106-113 s).
 #   Gaussian, 60 iterations, seeds 0-15: -246.4 -228.7 -216.2 -220.4 -325.5 -295.7 -220.0 -229.6
 #     -309.8 -203.6 -202.1 -215.5 -237.1 -198.1 -202.9 -190.6
 #     worst -325.5 (seed 4), bar -500: margin 175 (~13 s a run, so the task's 60 iterations are kept;
