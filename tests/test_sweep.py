@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import textwrap
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import TINY_BINDINGS
 
+from genpo.builders.config import GIN_DIR
 from genpo.cli import main
 from genpo.experiments import statistics
 from genpo.experiments.runner import run_sweep, train_command
@@ -271,6 +273,9 @@ def test_report_has_every_variant_and_the_plots(resumed_sweep):
     assert [row.split("|")[1].strip() for row in rows] == ["genpo", "gaussian"]
     assert all(row.split("|")[2].strip() == "2" for row in rows)
     assert "genpo sweep" in report and "--report-only" in report and "tasks/pendulum_gaussian.gin" in report
+    # commands as a reader types them: no interpreter or config path of this machine
+    assert "- gaussian: `genpo train tasks/pendulum_gaussian.gin --out " in report
+    assert sys.executable not in report and str(GIN_DIR) not in report and str(Path.cwd()) not in report.split("## Spec")[0]
     for name in ("curves_env_steps.png", "curves_wall_time.png", "curves.csv"):
         assert (spec.out / name).stat().st_size > 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from genpo.experiments import statistics
 from genpo.experiments.plots import plot_curves
+from genpo.builders.config import GIN_DIR
 from genpo.experiments.runner import job_state, run_status, train_command
 from genpo.experiments.spec import Job, SweepSpec, Variant, plan
 from genpo.experiments.statistics import DEFAULT_CONFIDENCE, RunRecord, VariantStats
@@ -133,12 +134,32 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
                 "```",
                 "",
             ]
-    sections += ["", "## Command", "", f"From `{Path.cwd()}`:", "", "```", command, "```", "", "Each run (first seed):", ""]
-    sections += [f"- {variant.name}: `{shlex.join(train_command(_first_job(jobs, variant)))}`" for variant in spec.variants]
-    sections += ["", f"## Spec ({spec.path})", "", "```toml", spec.text.rstrip(), "```", ""]
+    sections += ["", "## Command", "", "From the directory the spec's `out` is relative to:", "", "```", command, "```"]
+    sections += ["", "Each run (first seed):", ""]
+    sections += [f"- {variant.name}: `{shown_command(train_command(_first_job(jobs, variant)))}`" for variant in spec.variants]
+    sections += ["", f"## Spec ({_portable(str(spec.path))})", "", "```toml", spec.text.rstrip(), "```", ""]
     path = spec.out / REPORT_FILE
     path.write_text("\n".join(sections))
     return path
+
+
+def shown_command(command: Sequence[str]) -> str:
+    """A run's command as a reader types it, with no path of this machine: ``genpo train ...`` for
+    ``<python> -m genpo.cli train ...``, configs by their name under the packaged ``gin/`` folder and
+    other paths relative to the working directory."""
+    if list(command[1:3]) == ["-m", "genpo.cli"]:
+        command = ["genpo", *command[3:]]
+    return shlex.join(_portable(argument) for argument in command)
+
+
+def _portable(argument: str) -> str:
+    path = Path(argument)
+    if not path.is_absolute():
+        return argument
+    for root in (GIN_DIR, Path.cwd()):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return argument
 
 
 def _first_job(jobs: Sequence[Job], variant: Variant) -> Job:
