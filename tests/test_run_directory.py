@@ -196,9 +196,11 @@ def test_an_unavailable_device_is_one_line(tmp_path):
 
 def test_device_flag_reaches_the_run_and_evaluate(tmp_path):
     run_dir = tmp_path / "run"
-    assert train(run_dir, 1, "genpo.run.device = 'cpu'")[0] == 0
+    code, _, _ = run_cli("train", GENPO_CONFIG, "--out", run_dir, "--iterations", 1, "--quiet", "--device", "cpu", *tiny())
+    assert code == 0 and "run.device = 'cpu'" in (run_dir / "config.gin").read_text()
     code, out, _ = run_cli("evaluate", run_dir, "--episodes", 2, "--device", "cpu")
-    assert code == 0 and json.loads(out)["episodes"] == 2
+    default_code, default_out, _ = run_cli("evaluate", run_dir, "--episodes", 2)
+    assert code == default_code == 0 and json.loads(out) == json.loads(default_out)  # the run's device is cpu
     if not torch.cuda.is_available():
         code, _, err = run_cli("evaluate", run_dir, "--episodes", 2, "--device", "cuda")
         assert code == 2 and "CUDA is not available" in err
