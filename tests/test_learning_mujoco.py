@@ -11,6 +11,8 @@ SHORT_HALFCHEETAH = [
     f"genpo.build_env.max_episode_steps = {EPISODE_STEPS}",
     "genpo.build_env.num_envs = 32",
     "genpo.build_env.num_threads = 1",
+    # The bar compares whole-episode returns (the first logged one included): every episode starts at 0.
+    "genpo.build_env.random_episode_offsets = False",
     "genpo.trainer.steps_per_env = 50",
     "velocity_network.mlp.hidden_sizes = (64, 64)",
     "critic.mlp.hidden_sizes = (64, 64)",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gin
 import pytest
 import torch
 
 from genpo.builders import build_env
+from genpo.builders.config import parse_config
 from genpo.envs.random_episode_offsets import RandomEpisodeOffsets
 
 LIMIT = 20
@@ -91,3 +93,28 @@ def test_training_with_offsets_resumes_exactly_and_logs_episodes_early(tmp_path,
     rows = read_metrics(tmp_path / "a" / "metrics.csv")
     # 40-step episodes, 8 steps per iteration: without offsets none would end before iteration 5
     assert rows[0]["episodes"] > 0
+
+
+def layer_types(env) -> list[type]:
+    """The types of ``env`` and of every env it wraps (wrappers hold theirs as ``.env``)."""
+    types = []
+    while env is not None:
+        types.append(type(env))
+        env = vars(env).get("env")
+    return types
+
+
+@pytest.mark.parametrize("task", ["halfcheetah", "hopper", "walker2d", "ant", "humanoid"])
+def test_locomotion_tasks_train_with_offsets_and_evaluate_without(task):
+    gin.clear_config()
+    try:
+        parse_config([f"tasks/{task}.gin"], ["genpo.build_env.num_envs = 2"])
+        training = build_env(seed=0)
+        with gin.config_scope("eval"):
+            evaluation = build_env(num_envs=2, seed=0)
+    finally:
+        gin.clear_config()
+    assert RandomEpisodeOffsets in layer_types(training)
+    assert RandomEpisodeOffsets not in layer_types(evaluation)
+    training.close()
+    evaluation.close()
