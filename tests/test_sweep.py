@@ -132,8 +132,13 @@ VARIANT = '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n'
         ("iterations = 1\nconfidence = 1", r"confidence must be a float in \(0, 1\), got 1"),
         ("iterations = 1\nseeds = [1, 1]", r"seeds repeat: \[1, 1\]"),
         ("iterations = 1\nseeds = 3", "seeds must be a non-empty list of integers, got 3"),
+        ("iterations = 1\nreport_env_steps = [0]", r"report_env_steps must be a list of positive numbers, got \[0\]"),
+        ("iterations = 1\nreport_train_seconds = 60", "report_train_seconds must be a list of positive numbers, got 60"),
     ],
-    ids=["iterations", "env_steps", "threads", "last_k", "resamples", "confidence", "repeated_seeds", "seeds_type"],
+    ids=[
+        "iterations", "env_steps", "threads", "last_k", "resamples", "confidence", "repeated_seeds", "seeds_type",
+        "report_env_steps", "report_train_seconds",
+    ],  # fmt: skip
 )
 def test_bad_setting_fails_naming_the_file_and_the_key(settings, message):
     with pytest.raises(ValueError, match=f"^my_spec.toml: {message}"):
@@ -218,6 +223,52 @@ def test_curves_interpolate_to_a_common_grid_with_a_band():
     assert np.all(band.low <= band.mean + 1e-9) and np.all(band.mean <= band.high + 1e-9)
     assert stats.curves["wall_time"].grid[-1] == pytest.approx(3.0)  # cumulative seconds, shortest run
     assert (stats.runs, stats.mean, stats.train_seconds) == (2, pytest.approx(5.5), pytest.approx(5.5))
+
+
+def budget_run(seed: int, returns: list[float], steps_per_iteration: int = 100, seconds: float = 2.0):
+    rows = [
+        {"iteration": i + 1, "env_steps": steps_per_iteration * (i + 1), "wall_time": seconds, "return_mean": value}
+        for i, value in enumerate(returns)
+    ]
+    return statistics.RunRecord(seed, rows, seconds * len(rows))
+
+
+def test_rows_within_cuts_a_run_at_env_steps_or_training_seconds():
+    run = budget_run(0, [1.0, 2.0, 3.0, 4.0])
+    assert [row["iteration"] for row in statistics.rows_within(run.rows, "env_steps", 200)] == [1, 2]
+    assert [row["iteration"] for row in statistics.rows_within(run.rows, "env_steps", 250)] == [1, 2]
+    assert [row["iteration"] for row in statistics.rows_within(run.rows, "train_seconds", 6.0)] == [1, 2, 3]
+    assert statistics.rows_within(run.rows, "env_steps", 401) is None  # never reached
+    with pytest.raises(ValueError, match="axis must be one of"):
+        statistics.rows_within(run.rows, "iterations", 2)
+
+
+def test_final_return_at_a_budget_reads_each_run_there_and_leaves_out_short_runs():
+    long_runs = [budget_run(0, [0.0, 10.0, 20.0, 30.0]), budget_run(1, [0.0, 20.0, 40.0, 60.0])]
+    short = budget_run(2, [5.0])
+    entry = statistics.summarize_at_budget([*long_runs, short], "env_steps", 200, last_k=1)
+    assert entry.finals == [10.0, 20.0] and entry.mean == pytest.approx(15.0)
+    assert entry.iqm_low <= entry.iqm <= entry.iqm_high
+    by_time = statistics.summarize_at_budget(long_runs, "train_seconds", 6.0, last_k=2)
+    assert by_time.finals == [pytest.approx(15.0), pytest.approx(30.0)]
+
+
+def test_report_reads_every_variant_at_the_spec_budgets(tmp_path):
+    from genpo.experiments.report import write_report
+
+    spec = parse_spec(
+        f'out = "{tmp_path}"\nseeds = [0, 1]\niterations = 4\nlast_k = 1\n'
+        "report_env_steps = [200]\nreport_train_seconds = [6.0]\n" + VARIANT
+    )
+    for job, returns in zip(plan(spec), ([0.0, 10.0, 20.0, 30.0], [0.0, 20.0, 40.0, 60.0]), strict=True):
+        job.run_dir.mkdir(parents=True)
+        lines = ["iteration,env_steps,wall_time,return_mean"]
+        lines += [f"{i + 1},{100 * (i + 1)},2.0,{value}" for i, value in enumerate(returns)]
+        (job.run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    report = write_report(spec, "genpo sweep spec.toml").read_text()
+    budgets = report.split("## At other budgets")[1]
+    assert "| a | 200 env steps | 2 | 15.00 ± 7.07 |" in budgets
+    assert "| a | 6 train s | 2 | 30.00 ± 14.14 |" in budgets
 
 
 # ------------------------------------------------------------------------------------------ real sweeps

@@ -47,6 +47,22 @@ def results_table(stats: Sequence[VariantStats], confidence: float = DEFAULT_CON
     return "\n".join(lines)
 
 
+def budget_table(rows: Sequence[tuple[str, statistics.BudgetStats]], confidence: float = DEFAULT_CONFIDENCE) -> str:
+    """Markdown table of final returns cut at budgets: variant, budget, runs that reached it, mean +- std, IQM [CI]."""
+    percent = f"{100 * confidence:g}%"
+    lines = [
+        f"| variant | at | runs | final return mean ± std | IQM [{percent} CI] |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in rows:
+        at = f"{entry.budget:g} env steps" if entry.axis == "env_steps" else f"{entry.budget:g} train s"
+        lines.append(
+            f"| {name} | {at} | {len(entry.finals)} | {format_number(entry.mean)} ± {format_number(entry.std)} | "
+            f"{format_number(entry.iqm)} [{format_number(entry.iqm_low)}, {format_number(entry.iqm_high)}] |"
+        )
+    return "\n".join(lines)
+
+
 def write_curves_csv(stats: Sequence[VariantStats], path: Path) -> None:
     """Long-format CSV of every variant's mean curve and band: variant, x, grid, mean, low, high."""
     lines = ["variant,x,grid,mean,low,high"]
@@ -82,6 +98,21 @@ def variant_stats(spec: SweepSpec, variant: Variant, jobs: Sequence[Job]) -> Var
         resamples=spec.bootstrap_resamples,
         confidence=spec.confidence,
     )
+
+
+def budget_stats(spec: SweepSpec, jobs: Sequence[Job]) -> list[tuple[str, statistics.BudgetStats]]:
+    """Every variant's final returns cut at each of the spec's ``report_env_steps`` / ``report_train_seconds``."""
+    budgets = [("env_steps", value) for value in spec.report_env_steps]
+    budgets += [("train_seconds", value) for value in spec.report_train_seconds]
+    rows = []
+    for axis, budget in budgets:
+        for variant in spec.variants:
+            runs = collect_runs(job for job in jobs if job.variant.name == variant.name)
+            entry = statistics.summarize_at_budget(
+                runs, axis, budget, last_k=spec.last_k, resamples=spec.bootstrap_resamples, confidence=spec.confidence
+            )
+            rows.append((variant.name, entry))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -121,6 +152,17 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
         "",
         f"Curves (mean and CI band on a common grid per variant): `{CURVES_CSV}`.",
     ]
+    at_budgets = budget_stats(spec, jobs)
+    if at_budgets:
+        sections += [
+            "",
+            "## At other budgets",
+            "",
+            "Each run's final return computed from its metrics up to the budget (env steps, or cumulative "
+            "training seconds), as if it had stopped there; runs that did not reach a budget are left out.",
+            "",
+            budget_table(at_budgets, spec.confidence),
+        ]
     if notes:
         sections += ["", "## Unfinished runs", "", *notes]
     if failures:

@@ -8,6 +8,8 @@ A spec (see ``docs/sweeps.md``)::
     iterations = 60                         # or env_steps = 491520 (rounded up to whole iterations)
     threads_per_run = 1                     # torch/OpenMP threads per run (default 1)
     last_k = 3                              # final return = mean of the last k logged returns
+    report_env_steps = [256000]             # also report the final return cut at these env steps ...
+    report_train_seconds = [120.0]          # ... and at these training seconds (optional)
     bindings = []                           # extra gin bindings for every run (optional)
 
     [[variants]]
@@ -44,7 +46,7 @@ TRAINERS = ("genpo", "rsl_rl")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+,-]*$")
 _SPEC_KEYS = {
     "out", "seeds", "iterations", "env_steps", "threads_per_run", "last_k", "bindings", "variants", "grid",
-    "bootstrap_resamples", "confidence",
+    "bootstrap_resamples", "confidence", "report_env_steps", "report_train_seconds",
 }  # fmt: skip
 _VARIANT_KEYS = {"name", "config", "bindings", "trainer"}
 _GRID_KEYS = {"config", "values", "prefix", "bindings"}
@@ -105,6 +107,16 @@ def _confidence(spec: SweepSpec, attribute: attrs.Attribute, confidence: object)
         raise ValueError(f"{spec.path}: confidence must be a float in (0, 1), got {confidence!r}")
 
 
+def _budgets(spec: SweepSpec, attribute: attrs.Attribute, budgets: object) -> None:
+    valid = isinstance(budgets, tuple) and all(
+        isinstance(budget, int | float) and not isinstance(budget, bool) and math.isfinite(budget) and budget > 0
+        for budget in budgets
+    )
+    if not valid:
+        shown = list(budgets) if isinstance(budgets, tuple) else budgets
+        raise ValueError(f"{spec.path}: {attribute.name} must be a list of positive numbers, got {shown!r}")
+
+
 @attrs.frozen(kw_only=True)
 class SweepSpec:
     path: Path = attrs.field(converter=Path)
@@ -119,6 +131,8 @@ class SweepSpec:
     bindings: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     bootstrap_resamples: int = attrs.field(default=DEFAULT_RESAMPLES, validator=_spec_int)
     confidence: float = attrs.field(default=DEFAULT_CONFIDENCE, validator=_confidence)
+    report_env_steps: tuple[float, ...] = attrs.field(default=(), converter=_tuple, validator=_budgets)
+    report_train_seconds: tuple[float, ...] = attrs.field(default=(), converter=_tuple, validator=_budgets)
 
 
 # ------------------------------------------------------------------------------------------- parsing
@@ -199,7 +213,11 @@ def parse_spec(text: str, path: Path | str = "<spec>") -> SweepSpec:
     grids = data.get("grid", [])
     for grid in [grids] if isinstance(grids, dict) else grids:
         variants.extend(expand_grid(grid, path))
-    settings = {key: data[key] for key in ("iterations", "env_steps", "threads_per_run", "last_k", "bootstrap_resamples", "confidence") if key in data}
+    settings_keys = (
+        "iterations", "env_steps", "threads_per_run", "last_k", "bootstrap_resamples", "confidence",
+        "report_env_steps", "report_train_seconds",
+    )  # fmt: skip
+    settings = {key: data[key] for key in settings_keys if key in data}
     return SweepSpec(
         path=path,
         text=text,

@@ -148,6 +148,64 @@ class RunRecord:
     train_seconds: float
 
 
+BUDGET_AXES = ("env_steps", "train_seconds")
+
+
+def rows_within(rows: Sequence[Mapping[str, float]], axis: str, budget: float) -> list[Mapping[str, float]] | None:
+    """The rows of a run up to ``budget`` on ``axis`` (``env_steps``, or ``train_seconds``: cumulative
+    ``wall_time``), i.e. the run as if it had stopped there; None if the run never reached the budget."""
+    if axis not in BUDGET_AXES:
+        raise ValueError(f"rows_within: axis must be one of {BUDGET_AXES}, got {axis!r}")
+    kept, elapsed = [], 0.0
+    for row in rows:
+        wall_time = row.get("wall_time", math.nan)
+        elapsed += wall_time if math.isfinite(wall_time) else 0.0
+        position = row.get("env_steps", math.nan) if axis == "env_steps" else elapsed
+        if position > budget:
+            return kept
+        kept.append(row)
+        if position == budget:
+            return kept
+    return None
+
+
+@dataclass
+class BudgetStats:
+    """Final returns of a variant's runs cut at one budget (runs that did not reach it are left out)."""
+
+    axis: str
+    budget: float
+    finals: list[float]
+    mean: float
+    std: float
+    iqm: float
+    iqm_low: float
+    iqm_high: float
+
+
+def summarize_at_budget(
+    runs: Sequence[RunRecord],
+    axis: str,
+    budget: float,
+    *,
+    last_k: int = DEFAULT_LAST_K,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> BudgetStats:
+    """Final return (:func:`final_return` of the rows within the budget) mean, std and IQM [CI] over
+    the runs that reached ``budget`` on ``axis``: a longer run read at a shorter budget (rsl_rl at 2B
+    read at B), or every contender read at the same training seconds."""
+    cut = [rows_within(run.rows, axis, budget) for run in runs]
+    finals = [final_return(rows, last_k) for rows in cut if rows is not None]
+    scored = [value for value in finals if math.isfinite(value)]
+    mean, std = mean_std(scored)
+    point = low = high = math.nan
+    if scored:
+        point, low, high = stratified_bootstrap_ci(scored, iqm, resamples=resamples, confidence=confidence, seed=seed)
+    return BudgetStats(axis, budget, finals, mean, std, point, low, high)
+
+
 @dataclass
 class CurveBand:
     grid: np.ndarray
