@@ -1,5 +1,5 @@
 """What the PPO-iteration benchmarks share (``throughput``, ``compute_floor``, ``iteration_profile``,
-``compression_cost``): the schedule's command-line options, the gin bindings that impose it on every
+``variant_cost``): the schedule's command-line options, the gin bindings that impose it on every
 genpo trainer, building a trainer, and interleaved timing. Not a tool itself."""
 
 from __future__ import annotations
