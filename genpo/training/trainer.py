@@ -50,6 +50,22 @@ class PPOSettings:
     keep_checkpoints: int = attrs.field(default=3, validator=attrs.validators.ge(0))
 
 
+def check_lr_controller_fits(actor: Actor, lr_controller: nn.Module) -> None:
+    """Refuse a KL-driven lr controller for an actor without a likelihood: its KL estimate is no KL."""
+    if getattr(lr_controller, "uses_kl", False) and not actor.has_likelihood:
+        raise ValueError(
+            f"{_component_name(actor)} has no likelihood (its log_prob is a surrogate), so its KL estimate "
+            f"cannot drive {_component_name(lr_controller)}; bind a fixed learning rate instead: "
+            "genpo.trainer.lr_controller = @lr_controller.fixed() and lr_controller.fixed.learning_rate = <lr>"
+        )
+
+
+def _component_name(component: object) -> str:
+    """``kind.name`` of a registered component, else its class name."""
+    kind, name = getattr(component, "registered_kind", None), getattr(component, "registered_name", None)
+    return f"{kind}.{name}" if kind and name else type(component).__name__
+
+
 class Trainer(CheckpointedTrainer):
     """Owns the run: networks, optimiser, lr controller, normalisers, collector and run directory.
 
@@ -74,6 +90,7 @@ class Trainer(CheckpointedTrainer):
         settings: PPOSettings,
         run_dir: str | Path,
     ):
+        check_lr_controller_fits(actor, lr_controller)
         batch = env.num_envs * settings.steps_per_env
         if batch < settings.minibatches:
             raise ValueError(f"PPOSettings: {settings.minibatches} minibatches need at least as many samples, got {batch}")

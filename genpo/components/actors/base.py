@@ -29,6 +29,9 @@ class Actor(TensorDictModuleBase, abc.ABC):
 
     sample_keys: tuple[str, ...] = ()
     observation_key = "observation"
+    # False where log_prob is a surrogate, not a log-density (FPO): its k1/k3 "KL" is then no KL, so the
+    # trainer refuses an lr controller that reacts to the KL.
+    has_likelihood = True
 
     def __init__(self, observation_dim: int, action_dim: int):
         super().__init__()

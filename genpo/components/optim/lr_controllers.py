@@ -12,7 +12,13 @@ from genpo.registry import register
 
 
 class LRController(nn.Module):
-    """Holds the current learning rate; :meth:`step` updates it from the KL and the iteration."""
+    """Holds the current learning rate; :meth:`step` updates it from the KL and the iteration.
+
+    ``uses_kl``: whether :meth:`step` reacts to the KL; the trainer refuses such a controller for an actor
+    without a likelihood (``Actor.has_likelihood = False``), whose KL estimate is meaningless.
+    """
+
+    uses_kl = False
 
     def __init__(self, learning_rate: float):
         super().__init__()
@@ -42,6 +48,8 @@ class KLAdaptiveLR(LRController):
 
     Which KL estimate drives it (k1 or k3) is the trainer's ``kl_for_lr`` setting.
     """
+
+    uses_kl = True
 
     def __init__(
         self,
