@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 import torch
@@ -212,3 +213,37 @@ def test_gae_normalises_over_the_whole_batch():
 def test_gae_bad_parameters_raise(kwargs):
     with pytest.raises(ValueError, match="GAEAdvantage: .* must be in \\[0, 1\\]"):
         GAEAdvantage(**kwargs)
+
+
+# ------------------------------------------------------------------------------ KL-driven lr needs a likelihood
+KL_ADAPTIVE = "genpo.trainer.lr_controller = @lr_controller.kl_adaptive()"
+REFUSAL = (
+    r"actor\.fpo has no likelihood \(its log_prob is a surrogate\), so its KL estimate cannot drive "
+    r"lr_controller\.kl_adaptive; bind a fixed learning rate instead: genpo\.trainer\.lr_controller = "
+    r"@lr_controller\.fixed\(\) and lr_controller\.fixed\.learning_rate = <lr>"
+)
+
+
+def test_only_the_kl_adaptive_controller_uses_the_kl():
+    from genpo import registry
+
+    assert {name for name in registry.names("lr_controller") if registry.get("lr_controller", name).uses_kl} == {"kl_adaptive"}
+    assert not registry.get("actor", "fpo").has_likelihood
+    assert all(registry.get("actor", name).has_likelihood for name in registry.names("actor") if name != "fpo")
+
+
+def test_kl_adaptive_lr_is_refused_for_an_actor_without_a_likelihood(tmp_path, make_tiny_experiment):
+    with pytest.raises(ValueError, match=REFUSAL):
+        make_tiny_experiment(tmp_path / "run", config="ablations/scheme_fpo.gin", extra=[KL_ADAPTIVE])
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+    trainer, _ = make_tiny_experiment(tmp_path / "fixed", config="ablations/scheme_fpo.gin")
+    assert type(trainer.lr_controller) is FixedLR and trainer.lr_controller.learning_rate == 3e-4
+
+
+def test_the_cli_refuses_it_in_one_line(tmp_path, capsys):
+    from genpo.cli import main
+
+    argv = ["train", "ablations/scheme_fpo.gin", "--out", str(tmp_path / "run"), "--gin", KL_ADAPTIVE]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.fullmatch(rf"genpo train: error: {REFUSAL}", line), line

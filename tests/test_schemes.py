@@ -299,7 +299,7 @@ def test_fpo_ratio_rises_where_the_flow_fits_the_action_better():
 def test_fpo_midpoint_solver_takes_the_midpoint_step_and_keeps_ratio_one():
     """One midpoint step is x0 + v(x0 + v(x0, t=0) / 2, t=1/2) by hand; the surrogate ignores the solver."""
     torch.manual_seed(7)
-    actor = small_actor("fpo", 2, bindings=["actor.fpo.solver = 'midpoint'", "actor.fpo.num_steps = 1"])
+    actor = small_actor("fpo", 2, bindings=["actor.fpo.solver = @ode_solver.midpoint()", "actor.fpo.num_steps = 1"])
     batch = observations(5)
     start = torch.randn(5, 2, dtype=torch.float64)
     with torch.no_grad():
@@ -308,13 +308,13 @@ def test_fpo_midpoint_solver_takes_the_midpoint_step_and_keeps_ratio_one():
         half_way = start + 0.5 * net.compute(start, observation, torch.zeros(5, dtype=torch.float64))
         expected = start + net.compute(half_way, observation, torch.full((5,), 0.5, dtype=torch.float64))
         torch.testing.assert_close(sampled["action"], expected, rtol=0, atol=1e-12)
-        euler = actor.integrate(observation, start)[0][..., -1, :]
+        euler = start + net.compute(start, observation, torch.zeros(5, dtype=torch.float64))
         assert not torch.allclose(sampled["action"], euler)
         torch.testing.assert_close(actor.log_prob(sampled), sampled["action_log_prob"], rtol=0, atol=1e-12)
 
 
-def test_fpo_rejects_an_unknown_solver():
-    with pytest.raises(ValueError, match=r"FPOActor: solver must be one of euler, midpoint, got 'rk4'"):
+def test_fpo_rejects_a_solver_that_is_not_a_component():
+    with pytest.raises(ValueError, match=r"FPOActor: solver must be an ODE solver component \(e\.g\. @ode_solver\.midpoint\(\)\), got 'rk4'"):
         small_actor("fpo", 2, bindings=["actor.fpo.solver = 'rk4'"])
 
 

@@ -1,10 +1,11 @@
 """FPO (McAllister et al. 2025, "Flow Policy Optimization"): a flow-matching policy with a surrogate ratio.
 
-The policy is a conditional flow over the d-dim action, sampled by Euler from x_0 ~ N(0, I_d):
-``x_{k+1} = x_k + dt v(x_k, s, t_k)``, action = x_N. Its likelihood is never computed. Instead, at
-sampling time the actor draws ``num_mc`` (tau, eps) pairs per action (tau ~ U[0, 1), eps ~ N(0, I_d))
-and scores the action with the conditional flow-matching (CFM) loss along the linear path from eps
-(t = 0) to the action (t = 1)::
+The policy is a conditional flow over the d-dim action, sampled from x_0 ~ N(0, I_d) by N steps of an
+ODE solver (``solver``, an ``ode_solver`` component; Euler by default: ``x_{k+1} = x_k + dt v(x_k, s,
+t_k)``), action = x_N; zero noise gives the deterministic evaluation action. Its likelihood is never
+computed. Instead, at sampling time the actor draws ``num_mc`` (tau, eps) pairs per action (tau ~ U[0, 1),
+eps ~ N(0, I_d)) and scores the action with the conditional flow-matching (CFM) loss along the linear
+path from eps (t = 0) to the action (t = 1)::
 
     x_tau     = (1 - tau) eps + tau a,        target velocity  u = a - eps
     L_cfm(theta; a, tau, eps) = mean_j (v_theta(x_tau, s, tau) - u)_j^2       (mean over action dims)
@@ -17,8 +18,9 @@ fresh data, above 1 where the current flow fits the sampled action better than t
 **This is a surrogate, not a likelihood:** -L_cfm is (up to a weighting and a constant) an ELBO-style
 bound on log pi, so the "ratio" only tracks the likelihood ratio's direction. ``action_log_prob`` is
 not a normalised log-density; log-prob-based diagnostics (k1/k3 "KL", the sample entropy estimate) are
-surrogate quantities too. FPO uses a tighter clip (0.05, ``gin/policies/fpo.gin``), no entropy term and
-no compression.
+surrogate quantities too, so the trainer refuses a KL-adaptive learning rate for it
+(``has_likelihood = False``). FPO uses a fixed lr, a tighter clip (0.05, ``gin/policies/fpo.gin``), no
+entropy term and no compression.
 
 Stored per transition: ``action`` [*B, d], ``fpo_tau`` [*B, N_mc], ``fpo_noise`` [*B, N_mc, d] and the
 old CFM score as ``action_log_prob``. There is no exact inverse: :meth:`FPOActor.inverse` raises.
@@ -33,6 +35,7 @@ from tensordict import TensorDictBase
 
 from genpo.components.actors.velocity_flow import VelocityFlowActor
 from genpo.components.networks.velocity_network import VelocityMLP
+from genpo.components.ode_solvers import ODESolver, check_solver
 from genpo.registry import register
 from genpo.validation import check_positive_int
 
@@ -41,14 +44,14 @@ from genpo.validation import check_positive_int
 class FPOActor(VelocityFlowActor):
     """Flow-matching policy whose ``log_prob`` is FPO's surrogate ``-mean_i L_cfm`` (see module doc).
 
-    ``solver``: ``euler`` (N velocity calls per action) or ``midpoint`` (2N calls, second order). The
-    surrogate does not depend on the sampler, so either trains with the same loss.
+    ``solver``: the ODE solver of the sampler (``@ode_solver.euler()`` when None; ``midpoint``, ``heun``
+    and ``rk4`` cost 2, 2 and 4 velocity calls per step). The surrogate does not depend on the sampler,
+    so every solver trains with the same loss.
     """
-
-    SOLVERS = ("euler", "midpoint")
 
     sample_keys = ("fpo_tau", "fpo_noise")
     exact_likelihood = False
+    has_likelihood = False
 
     def __init__(
         self,
@@ -58,30 +61,18 @@ class FPOActor(VelocityFlowActor):
         velocity_network: Callable[..., VelocityMLP] = VelocityMLP,
         num_steps: int = 5,
         num_mc: int = 8,
-        solver: str = "euler",
+        solver: ODESolver | None = None,
     ):
         super().__init__(observation_dim, action_dim, velocity_network=velocity_network, num_steps=num_steps)
         self.num_mc = check_positive_int(type(self).__name__, "num_mc", num_mc)
-        if solver not in self.SOLVERS:
-            raise ValueError(f"{type(self).__name__}: solver must be one of {', '.join(self.SOLVERS)}, got {solver!r}")
-        self.solver = solver
+        self.solver = check_solver(type(self).__name__, solver)
 
     def extra_repr(self) -> str:
-        return f"num_steps={self.num_steps}, num_mc={self.num_mc}, solver={self.solver}"
+        return f"num_steps={self.num_steps}, num_mc={self.num_mc}"
 
     def solve(self, observation: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """The action: the flow ODE from ``start`` = x_0 over [0, 1] with :attr:`solver`."""
-        if self.solver == "euler":
-            return self.integrate(observation, start)[0][..., -1, :]
-        net = self.velocity_network
-        observation_context, start_contexts = self.contexts(observation)
-        half_step_times = (torch.arange(self.num_steps, dtype=observation.dtype, device=observation.device) + 0.5) * self.dt
-        middle_contexts = net.project_times(half_step_times)
-        x = start
-        for step in range(self.num_steps):
-            half_way = x + 0.5 * self.dt * net.velocity(x, observation_context + start_contexts[step])
-            x = x + self.dt * net.velocity(half_way, observation_context + middle_contexts[step])
-        return x
+        return self.integrate(observation, start)[0][..., -1, :]
 
     @property
     def noise_dim(self) -> int:
@@ -125,6 +116,6 @@ class FPOActor(VelocityFlowActor):
 
     def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
         raise NotImplementedError(
-            f"{type(self).__name__}: FPO has no exact inverse (its Euler sampler is not invertible in closed "
+            f"{type(self).__name__}: FPO has no exact inverse (its ODE sampler is not invertible in closed "
             "form, and its log_prob is a CFM surrogate that needs none); it is not an exact-likelihood scheme"
         )

@@ -1,16 +1,27 @@
-"""Noisy Euler chains: DPPO (fixed per-step sigma) and ReinFlow (learned, bounded sigma).
+"""Noisy flow chains: DPPO (fixed per-step sigma) and ReinFlow (learned, bounded sigma).
 
 Both schemes share :class:`NoisyChainActor`; they differ only in where the per-step noise scale comes
 from (:meth:`NoisyChainActor.step_sigma`).
 
 The chain over N steps from x_0 ~ N(0, I_d)::
 
-    x_{k+1} = x_k + dt v(x_k, s, t_k) + sigma_k eps_k,   eps_k ~ N(0, I_d),   k = 0 .. N-1
+    x_{k+1} = m_k(x_k) + sigma_k eps_k,   eps_k ~ N(0, I_d),   k = 0 .. N-1
     action  = x_N
 
 The stored sample is the whole chain ``chain`` [*B, N+1, d] (x_0 ... x_N); its log-likelihood is exact::
 
-    log pi(chain | s) = log N(x_0; 0, I) + sum_k log N(x_{k+1}; x_k + dt v(x_k, s, t_k), sigma_k^2 I)
+    log pi(chain | s) = log N(x_0; 0, I) + sum_k log N(x_{k+1}; m_k(x_k), sigma_k^2 I)
+
+**What the ODE solver changes.** The drift ``m_k(x_k)`` is one step of the actor's ``solver`` (an
+``ode_solver`` component) on the velocity field from x_k at t_k: Euler (the default, DPPO's and
+ReinFlow's own chain) gives ``x_k + dt v(x_k, s, t_k)``; midpoint / Heun / RK4 evaluate v at further
+points that are all functions of x_k alone. **What stays Euler(-Maruyama):** the noise is added once per
+step, after the deterministic step, with sigma_k taken at (x_k, t_k) (ReinFlow's head reads the first
+stage's network output). So x_{k+1} given x_k stays Gaussian with mean m_k(x_k) and covariance
+sigma_k^2 I, the chain's Jacobian stays triangular with diagonal sigma, and the likelihood, the inverse
+and DPPO's constant entropy are exact for every solver; noise inside the stages would make the
+transition non-Gaussian. A k-stage solver costs k network calls per step, in sampling and in
+``log_prob``. Zero noise gives the deterministic solver path (deterministic evaluation).
 
 (the density of the *chain*, not of the action x_N alone, whose marginal has no closed form; PPO on the
 chain is the "denoising MDP" view of DPPO and ReinFlow). The base noise is
@@ -30,11 +41,16 @@ from tensordict import TensorDictBase
 from genpo.components.actors.base import LOG_2PI, standard_normal_log_prob
 from genpo.components.actors.velocity_flow import VelocityFlowActor
 from genpo.components.networks.velocity_network import VelocityMLP
+from genpo.components.ode_solvers import ODESolver, check_solver
 from genpo.registry import register
 
 
 class NoisyChainActor(VelocityFlowActor):
-    """Base of the Gaussian-chain schemes; subclasses define :meth:`step_sigma` (sigma > 0 always)."""
+    """Base of the Gaussian-chain schemes; subclasses define :meth:`step_sigma` (sigma > 0 always).
+
+    ``solver``: the ODE solver of each step's drift (Euler when None; see the module doc for what it
+    changes and what stays Euler).
+    """
 
     sample_keys = ("chain",)
 
@@ -46,11 +62,13 @@ class NoisyChainActor(VelocityFlowActor):
         velocity_network: Callable[..., VelocityMLP] = VelocityMLP,
         num_steps: int = 5,
         sigma_min: float = 0.1,
+        solver: ODESolver | None = None,
     ):
         super().__init__(observation_dim, action_dim, velocity_network=velocity_network, num_steps=num_steps)
         if not sigma_min > 0:
             raise ValueError(f"{type(self).__name__}: sigma_min must be > 0 (the chain needs noise), got {sigma_min!r}")
         self.sigma_min = float(sigma_min)
+        self.solver = check_solver(type(self).__name__, solver)
 
     @property
     def noise_dim(self) -> int:
@@ -85,11 +103,15 @@ class NoisyChainActor(VelocityFlowActor):
                 f"{type(self).__name__}: 'chain' has shape {tuple(chain.shape)}, expected [..., "
                 f"{self.num_steps + 1}, {self.action_dim}] (num_steps + 1 states)"
             )
-        observation_context, time_contexts = self.contexts(observation)
+        observation_context, stages = self.stage_contexts(observation, self.solver)
+        observation_context = observation_context.unsqueeze(-2)
         states, following = chain[..., :-1, :], chain[..., 1:, :]
-        fields = self.fields(states, observation_context.unsqueeze(-2) + time_contexts)
-        velocity, scale = self.split_fields(fields, None)
-        step_noise = (following - states - self.dt * velocity) / scale
+
+        def velocity(state: torch.Tensor, stage: int) -> torch.Tensor:
+            return self.split_fields(self.fields(state, observation_context + stages[stage]), None)[0]
+
+        first, scale = self.split_fields(self.fields(states, observation_context + stages[0]), None)
+        step_noise = (following - self.solver.step(velocity, states, self.dt, first=first)) / scale
         noise = torch.cat([chain[..., 0, :], step_noise.flatten(-2)], dim=-1)
         return noise, scale.log().expand_as(states).sum((-2, -1))
 
@@ -121,9 +143,15 @@ class DPPOActor(NoisyChainActor):
         num_steps: int = 5,
         sigma: float | Sequence[float] = 0.1,
         sigma_min: float = 0.1,
+        solver: ODESolver | None = None,
     ):
         super().__init__(
-            observation_dim, action_dim, velocity_network=velocity_network, num_steps=num_steps, sigma_min=sigma_min
+            observation_dim,
+            action_dim,
+            velocity_network=velocity_network,
+            num_steps=num_steps,
+            sigma_min=sigma_min,
+            solver=solver,
         )
         sigmas = torch.as_tensor(sigma, dtype=torch.float64).flatten()
         if sigmas.numel() == 1:
@@ -170,9 +198,15 @@ class ReinFlowActor(NoisyChainActor):
         num_steps: int = 5,
         sigma_min: float = 0.1,
         sigma_max: float = 0.3,
+        solver: ODESolver | None = None,
     ):
         super().__init__(
-            observation_dim, action_dim, velocity_network=velocity_network, num_steps=num_steps, sigma_min=sigma_min
+            observation_dim,
+            action_dim,
+            velocity_network=velocity_network,
+            num_steps=num_steps,
+            sigma_min=sigma_min,
+            solver=solver,
         )
         if not sigma_max > self.sigma_min or not math.isfinite(sigma_max):
             raise ValueError(

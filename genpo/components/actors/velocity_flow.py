@@ -7,9 +7,12 @@ re-implements them:
 - :meth:`VelocityFlowActor.contexts`: the observation projection and the N step-time projections of
   the network's first layer, computed once per pass (``VelocityMLP``'s fast path) and shared by all
   velocity calls of that pass;
-- :meth:`VelocityFlowActor.integrate`: the Euler chain ``x_{k+1} = x_k + dt v(x_k, s, t_k)
-  [+ sigma_k eps_k]``, used noise-free by ``actor.fpo`` and with per-step noise by ``actor.dppo`` /
-  ``actor.reinflow``.
+- :meth:`VelocityFlowActor.integrate`: the chain ``x_{k+1} = x_k + Phi(x_k, t_k, dt) [+ sigma_k eps_k]``
+  where ``Phi`` is one step of the subclass's ODE solver (``self.solver``, an ``ode_solver`` component;
+  Euler: ``dt v(x_k, s, t_k)``), used noise-free by ``actor.fpo`` and with per-step noise by
+  ``actor.dppo`` / ``actor.reinflow``. Zero noise makes it the deterministic solver path, which is
+  what deterministic evaluation runs. ``actor.reversible_multistep`` uses only the contexts: its steps
+  are fixed by its exact inverse, so it takes no solver.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from genpo.components.actors.base import Actor
 from genpo.components.couplings.genpo_euler import add_log_det_terms
 from genpo.components.networks.velocity_network import VelocityMLP
+from genpo.components.ode_solvers import ODESolver
 from genpo.validation import check_positive_int
 
 
@@ -51,6 +55,15 @@ class VelocityFlowActor(Actor):
         """(observation projection [*B, H], step-time projections [N, H]) for one pass."""
         return self.velocity_network.step_contexts(observation, self.num_steps)
 
+    def stage_contexts(self, observation: torch.Tensor, solver: ODESolver) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(observation projection [*B, H], per stage of ``solver`` the projections [N, H] of the times
+        ``t_k + c_stage dt``); stage 0 (c = 0) is exactly :meth:`contexts`' step times."""
+        observation_context, step_contexts = self.contexts(observation)
+        steps = torch.arange(self.num_steps, dtype=observation.dtype, device=observation.device)
+        project = self.velocity_network.project_times
+        stages = [step_contexts if node == 0 else project((steps + node) / self.num_steps) for node in solver.nodes]
+        return observation_context, stages
+
     def fields(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """The network's raw output [*, velocity_fields * d] at ``x`` for a precomputed ``context``."""
         return self.velocity_network.velocity(x, context)
@@ -68,16 +81,23 @@ class VelocityFlowActor(Actor):
     def integrate(
         self, observation: torch.Tensor, start: torch.Tensor, step_noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The Euler chain from ``start`` = x_0: returns (states [*B, N+1, d], sum_k sum_j log sigma_kj).
+        """The chain from ``start`` = x_0: returns (states [*B, N+1, d], sum_k sum_j log sigma_kj).
 
-        Without ``step_noise`` it is the plain Euler sampler (log-scale None). With ``step_noise``
-        [*B, N, d] each step adds ``sigma_k * eps_k``, sigma_k from :meth:`split_fields`.
+        Each step is one step of ``self.solver`` (set by the subclass) from the network's velocity field;
+        its first stage's output also gives sigma_k (:meth:`split_fields`). Without ``step_noise`` it is
+        the plain ODE sampler (log-scale None); with ``step_noise`` [*B, N, d] each step then adds
+        ``sigma_k * eps_k``.
         """
-        contexts = self.contexts(observation)
+        solver = self.solver
+        observation_context, stages = self.stage_contexts(observation, solver)
         x, states, log_scale = start, [start], None
         for step in range(self.num_steps):
-            velocity, scale = self.split_fields(self.step_fields(x, contexts, step), step)
-            x = x + self.dt * velocity
+
+            def velocity(state: torch.Tensor, stage: int, step: int = step) -> torch.Tensor:
+                return self.split_fields(self.fields(state, observation_context + stages[stage][step]), step)[0]
+
+            first, scale = self.split_fields(self.fields(x, observation_context + stages[0][step]), step)
+            x = solver.step(velocity, x, self.dt, first=first)
             if step_noise is not None:
                 x = x + scale * step_noise[..., step, :]
                 log_scale = add_log_det_terms(log_scale, scale.log().expand_as(x).sum(-1))
