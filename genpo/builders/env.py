@@ -33,11 +33,12 @@ def build_env(
     """
     if num_envs < 1:
         raise ValueError(f"build_env: num_envs must be >= 1, got {num_envs!r}")
-    if name.startswith("isaaclab:"):
+    if name.startswith("isaaclab:"):  # IsaacLabEnv clamps actions itself (clip_actions)
         from genpo.envs.isaaclab import IsaacLabEnv
 
         task = name.removeprefix("isaaclab:")
-        return IsaacLabEnv(task, num_envs, seed=seed, device=device, clip_actions=clip_actions, **options)
+        env = IsaacLabEnv(task, num_envs, seed=seed, device=device, clip_actions=clip_actions, **options)
+        return RandomEpisodeOffsets(env, seed) if random_episode_offsets else env
     if name.startswith("gym:"):
         from genpo.envs.gym_adapter import GymnasiumBatchedEnv
 

@@ -1,89 +1,67 @@
 """IsaacLab tasks (``isaaclab:<task>``) behind the :class:`~genpo.envs.base.BatchedEnv` seam.
 
 Importing this module never imports Isaac Lab: every ``isaaclab*`` import sits inside a function, so
-``import genpo`` works (and the CPU test suite runs) on machines without Isaac Lab, which needs Python
-3.12, an NVIDIA GPU and torch 2.11 (Isaac Lab 3.x). See ``docs/isaaclab.md`` for install and run commands.
+``import genpo`` works on machines without it. Install and run commands: ``docs/isaaclab.md``; the
+upstream lines each behaviour below relies on are cited in ``tests/envs/test_isaaclab_contract.py``.
 
-Which Isaac Lab object is wrapped
----------------------------------
-When :class:`IsaacLabEnv` creates the env itself it follows Isaac Lab's own RSL-RL training entry point:
-``parse_env_cfg(task, device=..., num_envs=...)`` from ``isaaclab_tasks.utils``, the simulation runtime
-started headless (``isaaclab.app.launch_simulation`` in Isaac Lab 3.x, ``AppLauncher`` before it), then
-``gym.make(task, cfg=env_cfg)`` wrapped in ``isaaclab_rl.rsl_rl.RslRlVecEnvWrapper``. The RSL-RL wrapper
-rather than the raw env because (1) its ``VecEnv`` shape (TensorDict of observation groups, rewards, dones,
-``extras``) is the shape this seam was modelled on, (2) it is the wrapper Isaac Lab maintains and tests for
-on-policy PPO, and (3) it encodes Isaac Lab's time-limit convention (``extras["time_outs"]`` only for
-infinite-horizon tasks; in a finite-horizon task the time limit is part of the MDP and is not bootstrapped),
-so GenPO sees exactly the transitions Isaac Lab's PPO baseline sees. The ``extras`` dict passes through the
-wrapper untouched, so terminal observations and episode logs are still available.
+Task names
+----------
+``task`` is one of :data:`TASK_IDS` (genpo's names of the paper's eight tasks, e.g. ``ant``) or a literal
+gymnasium id. Isaac Lab 2.x and the 3.0 release register ``Isaac-Ant-v0``; the 3.x development line
+registers ``Isaac-Ant`` and no ``-v0`` alias. The candidates are tried in the order the installed
+``isaaclab`` version prefers and the first one registered is used.
 
-``env=`` accepts either interface (duck-typed, which is what the CPU contract test uses with fakes): an
-rsl_rl ``VecEnv`` such as ``RslRlVecEnvWrapper`` (has ``get_observations``; ``step`` returns
-``obs, rewards, dones, extras``) or a raw Isaac Lab env (``ManagerBasedRLEnv`` / ``DirectRLEnv`` from
-``gym.make``; ``step`` returns ``obs, rewards, terminated, truncated, extras``), for which the finite-horizon
-rule above is applied here. A given env keeps its own device, seed and ``num_envs`` (which must equal
-``num_envs``); ``seed``, ``device`` and ``headless`` are only used when this class creates the env.
+Creating the env (as Isaac Lab's ``scripts/reinforcement_learning/rsl_rl/train.py`` does)
+---------------------------------------------------------------------------------------
+The task's config is loaded from the registry, its preset nodes resolved (``presets`` selects named
+presets, the others take their ``default``), then the runtime starts: on 3.x ``launch_simulation(env_cfg,
+args)`` (``isaaclab.app`` on the development line, ``isaaclab_tasks.utils`` in the 3.0 release), on 2.x an
+``AppLauncher`` started before the task modules are imported. Launcher arguments come from Isaac Lab's own
+parser fed a fixed list (``--device``, ``--visualizer`` / ``--headless``), and ``sys.argv`` holds only the
+program name while Kit starts, so genpo's command line never reaches Isaac Lab or Kit. The env is
+``gym.make(id, cfg=env_cfg)`` wrapped in ``isaaclab_rl.rsl_rl.RslRlVecEnvWrapper``. On 2.x Kit should
+start before torch is imported; ``scripts/genpo_isaaclab.py`` does that and hands the app to this module
+(:func:`adopt_simulation_app`).
 
 What is mapped
 --------------
-- observation group ``"policy"`` -> ``observation``; group ``"critic"`` (when the env defines it) ->
-  ``critic_observation`` and ``critic_observation_dim``. A group that is a dict of terms (``concatenate_terms
-  = False``) or has extra dimensions is flattened per env and concatenated in the env's term order. Widths
-  come from ``env.unwrapped.single_observation_space``.
-- rewards -> ``reward`` (float32). rsl_rl interface: ``truncated = dones & extras["time_outs"]``,
-  ``terminated = dones & ~extras["time_outs"]`` (no ``"time_outs"`` key: every done is a termination). A step
-  that is both terminal and timed out therefore counts as a time-out there, as in rsl_rl's own PPO. Raw
-  interface: ``terminated`` / ``truncated`` as returned, with ``truncated`` folded into ``terminated`` when
-  ``cfg.is_finite_horizon``.
-- Every tensor returned is a copy on the env's device (Isaac Lab reuses its reward, termination and
-  observation buffers in place, and the rollout keeps each step's tensors until it stacks them). Actions are
-  moved to the env's device and passed through unclipped unless ``clip_actions`` is given (the GenPO policy
-  has no squashing; Isaac Lab's action terms scale actions themselves).
+- observation group ``policy`` -> ``observation``; group ``critic`` (when defined) -> ``critic_observation``.
+  Groups given as dicts of terms or with extra dimensions are flattened per env in term order.
+- rewards -> ``reward`` (float32); ``terminated`` = the env's ``reset_terminated``; ``truncated`` = time-outs
+  (``extras["time_outs"]``, set by the wrapper only for infinite-horizon tasks) that are not terminations.
+  A step that is both is a termination on either interface (never bootstrapped).
+- Outputs are copies: Isaac Lab reuses its reward and termination buffers in place.
+- ``extras["log"]`` is set on the steps where envs reset and stays in ``extras`` afterwards, so it is read
+  only on steps where some env finished. Its ``Episode_Reward/*`` and ``Metrics/*`` means pass through as
+  ``episode_info``; the rest (counts, curriculum state) stays readable as :attr:`IsaacLabEnv.last_log`.
 
-Final observations and bootstrapping
-------------------------------------
-Isaac Lab resets finished envs inside ``step`` and returns the first observation of the new episode. Since
-Isaac Lab PR #6219 (3.x) an env whose config has ``compute_final_obs = True`` also publishes the pre-reset
-observation groups, for the whole batch, in ``extras["final_obs"]``; this class sets that flag when it
-creates the env and, wherever ``extras["final_obs"]`` is present, uses its rows for the envs that finished:
-``final_observation`` / ``final_critic_observation`` are then exact and time-outs bootstrap with
-V(final observation). Envs without the flag (older Isaac Lab, or a given env created without it) do not
-expose the pre-reset observation at all; then the best available approximation is used: the observation the
-finishing action was taken in, i.e. V(s_T) is approximated by V(s_{T-1}). This is exactly what rsl_rl's PPO
-does on Isaac Lab (``rewards += gamma * values * time_outs``); it is biased by one step of value change at
-each time-out and harmless for terminations, which are never bootstrapped. A warning names the case once.
+Final observations
+------------------
+Isaac Lab resets finished envs inside ``step`` and returns the new episode's first observation. 2.x and
+the 3.0 release do not expose the pre-reset observation: time-outs then bootstrap from the observation the
+last action was taken in (V(s_T) ~ V(s_{T-1}), as rsl_rl's PPO does on Isaac Lab). Where an env publishes
+``extras["final_obs"]`` (config flag ``compute_final_obs``, set here when the config has it) its rows are
+used for the envs that finished.
 
-Episode logs
-------------
-``extras["log"]`` holds batch aggregates computed when envs reset, not per-env values. Keys under
-``Episode_Reward/`` and ``Metrics/`` are means over the envs that reset in that step, so broadcasting them to
-every env and letting the trainer average over finished episodes recovers the mean over all finished
-episodes exactly: they are passed through as ``episode_info`` (logged as ``info/Episode_Reward/...``). All
-other keys (``Episode_Termination/*`` are counts, ``Curriculum/*`` are global state) do not fit the
-per-episode contract and are dropped from the step output; the latest log dict stays readable as
-:attr:`IsaacLabEnv.last_log`.
-
-Checkpoints and resume
-----------------------
-A GPU simulation cannot be snapshotted: :meth:`IsaacLabEnv.state_dict` holds only the task, the batch size
-and the step counter (it never raises), and :meth:`IsaacLabEnv.load_state_dict` restores the counter and
-resets every env, so a resumed run restarts all episodes from fresh initial states. Networks, normalisers,
-optimiser and lr state resume exactly; the environment's randomness does not.
-
-Process lifetime
-----------------
-Isaac Sim runs one simulation app per process; it is started on the first env created here and left running
-(:meth:`IsaacLabEnv.close` closes the env only, since closing Kit ends the process). Isaac Lab's Kit launcher
-closes the app at interpreter exit; a strong module-level reference keeps the launch context alive until then.
+Resets and resume
+-----------------
+:meth:`IsaacLabEnv.reset` resets every env through the gym env's ``reset`` (the rsl_rl wrapper has none).
+:meth:`IsaacLabEnv.set_episode_steps` writes ``episode_length_buf`` as rsl_rl's ``init_at_random_ep_len``
+does. A GPU simulation cannot be snapshotted (``restores_state = False``): :meth:`IsaacLabEnv.state_dict`
+holds the task, batch size and step counter; after :meth:`IsaacLabEnv.load_state_dict` the caller resets
+(genpo's collector does), so a resumed run restarts every episode.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import importlib.metadata
 import importlib.util
+import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -96,23 +74,56 @@ CRITIC_GROUP = "critic"
 EPISODE_LOG_PREFIXES = ("Episode_Reward/", "Metrics/")
 """``extras["log"]`` keys that are means over the envs reset in a step, hence valid as ``episode_info``."""
 
+TASK_IDS: dict[str, tuple[str, str]] = {
+    # genpo name: (Isaac Lab 2.x and 3.0 release id, 3.x development-line id); sources in docs/isaaclab_settings.toml
+    "ant": ("Isaac-Ant-v0", "Isaac-Ant"),
+    "humanoid": ("Isaac-Humanoid-v0", "Isaac-Humanoid"),
+    "franka_lift": ("Isaac-Lift-Cube-Franka-v0", "Isaac-Lift-Cube-Franka"),
+    "quadcopter": ("Isaac-Quadcopter-Direct-v0", "Isaac-Quadcopter-Direct"),
+    "anymal_d_flat": ("Isaac-Velocity-Flat-Anymal-D-v0", "Isaac-Velocity-Flat-Anymal-D"),
+    "go2_rough": ("Isaac-Velocity-Rough-Unitree-Go2-v0", "Isaac-Velocity-Rough-Unitree-Go2"),
+    "h1_rough": ("Isaac-Velocity-Rough-H1-v0", "Isaac-Velocity-Rough-H1"),
+    "shadow_hand": ("Isaac-Repose-Cube-Shadow-Direct-v0", "Isaac-Repose-Cube-Shadow-Direct"),
+}
+
 INSTALL_HINT = (
-    "IsaacLabEnv({task!r}) needs Isaac Lab, which is not installed in this Python environment. Isaac Lab 3.x "
-    "requires Python 3.12, an NVIDIA GPU and torch 2.11: on such a machine install it with "
-    "`pip install -e .[isaaclab]` (Isaac Sim and torch come from NVIDIA's and PyTorch's indexes; exact "
-    "commands in docs/isaaclab.md), or pass env=<an already created Isaac Lab env>."
+    "IsaacLabEnv({task!r}) needs Isaac Lab, which is not installed in this Python environment (it needs "
+    "Python 3.12 and an NVIDIA GPU): install it with `pip install -e .[isaaclab]` as docs/isaaclab.md says, "
+    "or pass env=<an already created Isaac Lab env>."
 )
 
 _SIMULATION: list = []
-"""Launch contexts (Isaac Lab 3.x) or the ``AppLauncher`` (2.x) started here, kept alive for the process."""
+"""Launch contexts (3.x) or the ``AppLauncher`` (2.x) started or adopted here, kept alive for the process."""
+
+
+def candidate_ids(task: str, major: int) -> tuple[str, ...]:
+    """The gymnasium ids ``task`` may be registered under, preferred first for Isaac Lab ``major``."""
+    if task not in TASK_IDS:
+        return (task,)
+    release_id, development_id = TASK_IDS[task]
+    return (release_id,) if major < 3 else (development_id, release_id)
+
+
+def registered_id(task: str, major: int, registry: Iterable[str]) -> str:
+    """The first of :func:`candidate_ids` in ``registry``; a single-line error naming ``task`` otherwise."""
+    candidates = candidate_ids(task, major)
+    registered = set(registry)
+    for gym_id in candidates:
+        if gym_id in registered:
+            return gym_id
+    raise ValueError(
+        f"IsaacLabEnv({task!r}): none of {list(candidates)} is registered in Isaac Lab {major}.x; "
+        "name the task by its registered id: genpo.build_env.name = 'isaaclab:<gym id>'"
+    )
 
 
 class IsaacLabEnv(BatchedEnv):
-    """An Isaac Lab task (``gym.make(task)``) as a batch of ``num_envs`` auto-resetting episodes.
+    """An Isaac Lab task as a batch of ``num_envs`` auto-resetting episodes (see the module docstring).
 
-    See the module docstring for what is wrapped, the key mapping, terminal observations, episode logs and
-    the resume caveat. ``clip_actions`` clamps actions to ``[-clip_actions, clip_actions]`` (default: no
-    clipping).
+    ``env``: an already created rsl_rl ``VecEnv`` (``RslRlVecEnvWrapper``) or raw Isaac Lab env; otherwise
+    the task is created with ``seed``, ``device``, ``visualizer`` (``None``: headless; e.g. ``'kit'``) and
+    ``presets`` (names of config presets to select). ``clip_actions`` clamps actions to
+    ``[-clip_actions, clip_actions]`` (default: none).
     """
 
     restores_state = False
@@ -124,7 +135,8 @@ class IsaacLabEnv(BatchedEnv):
         *,
         seed: int = 0,
         device: str | torch.device = "cuda:0",
-        headless: bool = True,
+        visualizer: str | None = None,
+        presets: tuple[str, ...] = (),
         env=None,
         clip_actions: float | None = None,
     ):
@@ -132,34 +144,28 @@ class IsaacLabEnv(BatchedEnv):
             raise ValueError(f"IsaacLabEnv({task!r}): num_envs must be >= 1, got {num_envs!r}")
         self.task = task
         if env is None:
-            env = _make_isaaclab_env(task, num_envs, seed=seed, device=device, headless=headless)
+            env = _make_isaaclab_env(task, num_envs, seed=seed, device=str(device), visualizer=visualizer, presets=presets)
         self._env = env
         self._rsl_rl_interface = callable(getattr(env, "get_observations", None))
-        unwrapped = getattr(env, "unwrapped", env)
-        if int(unwrapped.num_envs) != num_envs:
-            raise ValueError(f"{self._name}: the given env has {unwrapped.num_envs} envs, expected num_envs={num_envs}")
+        self._unwrapped = getattr(env, "unwrapped", env)
+        if int(self._unwrapped.num_envs) != num_envs:
+            raise ValueError(f"{self._name}: the given env has {self._unwrapped.num_envs} envs, expected num_envs={num_envs}")
         self.num_envs = num_envs
-        self.device = torch.device(unwrapped.device)
+        self.device = torch.device(self._unwrapped.device)
         self.clip_actions = clip_actions
 
-        groups = _subspaces(unwrapped.single_observation_space)
+        groups = _subspaces(self._unwrapped.single_observation_space)
         if POLICY_GROUP not in groups:
             raise ValueError(f"{self._name}: the env has no {POLICY_GROUP!r} observation group (groups: {sorted(groups)})")
         self.observation_dim = _flat_dim(groups[POLICY_GROUP])
         self.critic_observation_dim = _flat_dim(groups[CRITIC_GROUP]) if CRITIC_GROUP in groups else None
         num_actions = getattr(env, "num_actions", None)
-        self.action_dim = int(num_actions) if num_actions is not None else _flat_dim(unwrapped.single_action_space)
-        self.max_episode_steps = int(unwrapped.max_episode_length)
+        self.action_dim = int(num_actions) if num_actions is not None else _flat_dim(self._unwrapped.single_action_space)
+        self.max_episode_steps = int(self._unwrapped.max_episode_length)
 
-        cfg = getattr(unwrapped, "cfg", None)
+        cfg = getattr(self._unwrapped, "cfg", None)
         self.is_finite_horizon = bool(getattr(cfg, "is_finite_horizon", False))
         self.provides_final_observation = bool(getattr(cfg, "compute_final_obs", False))
-        if not self.provides_final_observation:
-            warnings.warn(
-                f"{self._name}: the env does not publish pre-reset observations (cfg.compute_final_obs is not set); "
-                "time-outs bootstrap with the value of the last observation before the reset, as rsl_rl does",
-                stacklevel=2,
-            )
         self.step_count = 0
         self.last_log: Mapping = {}
         self._last: dict[str, torch.Tensor] | None = None
@@ -170,22 +176,21 @@ class IsaacLabEnv(BatchedEnv):
 
     # --------------------------------------------------------------------------------------- the seam
     def reset(self) -> TensorDict:
-        """Reset every env (Isaac Lab's full ``reset``); returns ``observation`` (and ``critic_observation``)."""
-        if self._rsl_rl_interface:
-            reset = getattr(self._env, "reset", None)
-            result = reset() if callable(reset) else None
-            observations = result[0] if isinstance(result, tuple) else result
-            if observations is None:  # wrappers without ``reset`` reset the env when they are built
-                observations = self._env.get_observations()
-        else:
-            observations, _ = self._env.reset()
+        """Reset every env (the gym env's ``reset``); returns ``observation`` (and ``critic_observation``)."""
+        gym_env = getattr(self._env, "env", self._env) if self._rsl_rl_interface else self._env
+        observations, _ = gym_env.reset()
         self._last = self._observations(observations)
         return TensorDict(self._last, batch_size=[self.num_envs], device=self.device)
+
+    def set_episode_steps(self, steps: torch.Tensor) -> None:
+        """Write ``steps`` into the env's ``episode_length_buf`` (rsl_rl's ``init_at_random_ep_len``)."""
+        buffer = self._unwrapped.episode_length_buf
+        buffer.copy_(steps.reshape(self.num_envs).to(device=buffer.device, dtype=buffer.dtype))
 
     def step(self, action: torch.Tensor) -> TensorDict:
         validate_action(self, action)
         if self._last is None:
-            raise RuntimeError(f"{self._name}.step called before reset() or load_state_dict()")
+            raise RuntimeError(f"{self._name}.step called before reset()")
         action = action.to(self.device)
         if self.clip_actions is not None:
             action = action.clamp(-self.clip_actions, self.clip_actions)
@@ -193,17 +198,23 @@ class IsaacLabEnv(BatchedEnv):
             observations, reward, dones, extras = self._env.step(action)
             done = self._flags(dones)
             time_outs = extras.get("time_outs") if isinstance(extras, Mapping) else None
-            truncated = done & self._flags(time_outs) if time_outs is not None else torch.zeros_like(done)
-            terminated = done & ~truncated
+            if time_outs is None:  # finite horizon: the time limit is terminal
+                terminated, truncated = done, torch.zeros_like(done)
+            else:
+                truncated = done & self._flags(time_outs)
+                reset_terminated = getattr(self._unwrapped, "reset_terminated", None)
+                terminated = done & (self._flags(reset_terminated) if reset_terminated is not None else ~truncated)
         else:
             observations, reward, terminated, truncated, extras = self._env.step(action)
             terminated, truncated = self._flags(terminated), self._flags(truncated)
             if self.is_finite_horizon:
                 terminated, truncated = terminated | truncated, torch.zeros_like(truncated)
+        truncated = truncated & ~terminated
+        done = terminated | truncated
         extras = extras if isinstance(extras, Mapping) else {}
         reward = reward.reshape(self.num_envs).to(device=self.device, dtype=torch.float32, copy=True)
         current = self._observations(observations)
-        final = self._final_observations(extras, terminated | truncated, current)
+        final = self._final_observations(extras, done, current)
         self._last = current
         self.step_count += 1
         return autoreset_output(
@@ -214,22 +225,22 @@ class IsaacLabEnv(BatchedEnv):
             truncated=truncated,
             final_critic_observation=final.get("critic_observation"),
             reset_critic_observation=current.get("critic_observation"),
-            episode_info=self._episode_info(extras),
+            episode_info=self._episode_info(extras) if bool(done.any()) else None,
         )
 
     def state_dict(self) -> dict:
-        """Step counters only: a GPU simulation cannot be snapshotted (resume restarts every episode)."""
+        """Task, batch size and step counter: a GPU simulation cannot be snapshotted."""
         return {"task": self.task, "num_envs": self.num_envs, "step_count": self.step_count}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the step counter and reset every env: episodes restart from fresh initial states."""
+        """Restore the step counter; the episodes cannot continue, so :meth:`reset` must come next."""
         if state["task"] != self.task or state["num_envs"] != self.num_envs:
             raise ValueError(
                 f"{self._name}.load_state_dict: state of {state['num_envs']} {state['task']!r} envs, "
                 f"expected {self.num_envs}"
             )
-        self.reset()
         self.step_count = int(state["step_count"])
+        self._last = None
 
     def close(self) -> None:
         """Close the env; the simulation app stays up until the process exits (closing Kit ends the process)."""
@@ -244,7 +255,7 @@ class IsaacLabEnv(BatchedEnv):
         if not isinstance(observations, (Mapping, TensorDictBase)):
             raise TypeError(
                 f"{self._name}: expected observations as a dict/TensorDict of groups ({POLICY_GROUP!r}, ...), got "
-                f"{type(observations).__name__}; Isaac Lab >= 2.3 with rsl-rl-lib >= 3 returns TensorDicts"
+                f"{type(observations).__name__}"
             )
         out = {"observation": self._group(observations, POLICY_GROUP, self.observation_dim)}
         if self.critic_observation_dim is not None:
@@ -259,15 +270,10 @@ class IsaacLabEnv(BatchedEnv):
             raise ValueError(f"{self._name}: observation group {group!r} has width {flat.shape[-1]}, expected {width}")
         return flat
 
-    def _final_observations(
-        self, extras: Mapping, done: torch.Tensor, current: dict[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
+    def _final_observations(self, extras: Mapping, done: torch.Tensor, current: dict[str, torch.Tensor]) -> dict:
         """Pre-reset observations where ``done`` (``extras["final_obs"]``, else the previous observation)."""
         final_obs = extras.get("final_obs")
-        if isinstance(final_obs, (Mapping, TensorDictBase)):
-            source = self._observations(final_obs)
-        else:
-            source = self._last
+        source = self._observations(final_obs) if isinstance(final_obs, (Mapping, TensorDictBase)) else self._last
         return {key: _where_rows(done, source[key], value) for key, value in current.items()}
 
     def _episode_info(self, extras: Mapping) -> TensorDict | None:
@@ -305,52 +311,117 @@ def _flatten(value, num_envs: int) -> torch.Tensor:
     return torch.as_tensor(value).reshape(num_envs, -1)
 
 
-def _make_isaaclab_env(task: str, num_envs: int, *, seed: int, device: str | torch.device, headless: bool):
-    """Create ``task`` the way Isaac Lab's RSL-RL train entry point does, wrapped in ``RslRlVecEnvWrapper``."""
+def isaaclab_major(task: str = "?") -> int:
+    """The installed ``isaaclab`` package's major version (ImportError with the install hint if absent)."""
+    try:
+        return int(importlib.metadata.version("isaaclab").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError(INSTALL_HINT.format(task=task)) from None
+
+
+@contextlib.contextmanager
+def program_name_only_argv():
+    """``sys.argv`` reduced to the program name inside the block (Kit and Isaac Lab read it), restored after."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def launcher_argv(major: int, device: str, visualizer: str | None) -> list[str]:
+    """The argument list fed to Isaac Lab's launcher parser: 3.x is headless without ``--visualizer``."""
+    if major < 3:
+        return ["--device", device] + ([] if visualizer else ["--headless"])
+    return ["--device", device] + (["--visualizer", visualizer] if visualizer else [])
+
+
+def start_app_launcher(device: str, visualizer: str | None = None):
+    """Start Kit through Isaac Lab 2.x's ``AppLauncher`` (before torch, if called from a launcher script)."""
+    from isaaclab.app import AppLauncher
+
+    parser = argparse.ArgumentParser(add_help=False)
+    AppLauncher.add_app_launcher_args(parser)
+    args = parser.parse_args(launcher_argv(2, device, visualizer))
+    with program_name_only_argv():
+        return AppLauncher(args)
+
+
+def adopt_simulation_app(app_launcher, device: str) -> None:
+    """Use an ``AppLauncher`` started before genpo was imported (``scripts/genpo_isaaclab.py``)."""
+    _SIMULATION.append((app_launcher, device))
+
+
+def _make_isaaclab_env(task: str, num_envs: int, *, seed: int, device: str, visualizer: str | None, presets):
+    """Create ``task`` as Isaac Lab's rsl_rl ``train.py`` does, wrapped in ``RslRlVecEnvWrapper``."""
     if importlib.util.find_spec("isaaclab") is None:
         raise ImportError(INSTALL_HINT.format(task=task))
-    import isaaclab.app
-
-    device = str(device)
-    if hasattr(isaaclab.app, "launch_simulation"):  # Isaac Lab 3.x: task configs load before the runtime starts
-        env_cfg = _parse_env_cfg(task, num_envs, seed=seed, device=device)
-        # every config goes through the launch scan (it resolves the automatic physics/renderer choices in
-        # place); a Kit app that already runs is reused by the launcher
-        _SIMULATION.append(_launch_simulation(isaaclab.app, env_cfg, device=device, headless=headless))
-    else:  # Isaac Lab 2.x: the app must run before any task module is imported, once per process
+    major = isaaclab_major(task)
+    if major < 3:  # the app must run before any task module is imported, once per process
         if not _SIMULATION:
-            _SIMULATION.append(isaaclab.app.AppLauncher(headless=headless, device=device))
-        env_cfg = _parse_env_cfg(task, num_envs, seed=seed, device=device)
+            warnings.warn(
+                f"IsaacLabEnv({task!r}): Kit starts after torch was imported; Isaac Lab's launcher warns this can "
+                "crash its start-up; start runs with scripts/genpo_isaaclab.py",
+                stacklevel=3,
+            )
+            adopt_simulation_app(start_app_launcher(device, visualizer), device)
+        if _SIMULATION[0][1] != device:
+            raise ValueError(f"IsaacLabEnv({task!r}): Kit runs on {_SIMULATION[0][1]}, the env asks for {device}")
+        env_cfg, gym_id = _load_env_cfg(task, major, num_envs, seed=seed, device=device, presets=presets)
+    else:  # 3.x: the config is loaded first, launch_simulation reads it to pick the runtimes
+        env_cfg, gym_id = _load_env_cfg(task, major, num_envs, seed=seed, device=device, presets=presets)
+        _SIMULATION.append((_launch_simulation(env_cfg, major, device=device, visualizer=visualizer), device))
 
     import gymnasium
     from isaaclab_rl.rsl_rl import RslRlVecEnvWrapper
 
-    return RslRlVecEnvWrapper(gymnasium.make(task, cfg=env_cfg))
+    return RslRlVecEnvWrapper(gymnasium.make(gym_id, cfg=env_cfg))
 
 
-def _parse_env_cfg(task: str, num_envs: int, *, seed: int, device: str):
-    import isaaclab_tasks  # noqa: F401  (registers the tasks with gymnasium)
-    from isaaclab_tasks.utils import parse_env_cfg
+def _load_env_cfg(task: str, major: int, num_envs: int, *, seed: int, device: str, presets):
+    """The task's env config with presets resolved, device, batch size and seed set; and its gym id."""
+    import gymnasium
 
-    env_cfg = parse_env_cfg(task, device=device, num_envs=num_envs)
+    with program_name_only_argv():
+        import isaaclab_tasks  # noqa: F401  (registers the tasks with gymnasium)
+        from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry
+
+    gym_id = registered_id(task, major, gymnasium.registry.keys())
+    env_cfg = load_cfg_from_registry(gym_id, "env_cfg_entry_point")
+    resolve_presets = _optional_attribute("isaaclab_tasks.utils.hydra", "resolve_presets")
+    if resolve_presets is not None:  # 3.x: PresetCfg nodes become the selected (else default) alternative
+        env_cfg = resolve_presets(env_cfg, set(presets))
+    elif presets:
+        raise ValueError(f"IsaacLabEnv({task!r}): presets {list(presets)} need Isaac Lab 3.x, found {major}.x")
+    env_cfg.sim.device = device
+    env_cfg.scene.num_envs = num_envs
     env_cfg.seed = seed
-    if hasattr(env_cfg, "compute_final_obs"):  # Isaac Lab >= 3.x (PR #6219): publish extras["final_obs"]
+    if hasattr(env_cfg, "compute_final_obs"):  # publish extras["final_obs"] where the env supports it
         env_cfg.compute_final_obs = True
-    return env_cfg
+    return env_cfg, gym_id
 
 
-def _launch_simulation(app_module, env_cfg, *, device: str, headless: bool) -> contextlib.ExitStack:
-    """Enter ``isaaclab.app.launch_simulation`` with its default launcher arguments, headless on ``device``.
+def _optional_attribute(module: str, name: str):
+    """``module.name`` when the module exists (its own import errors propagate), else None."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        return None
+    return None if spec is None else getattr(importlib.import_module(module), name, None)
 
-    The context is never exited here: exiting closes Kit, which ends the process; Kit closes itself at exit.
-    """
+
+def _launch_simulation(env_cfg, major: int, *, device: str, visualizer: str | None) -> contextlib.ExitStack:
+    """Enter Isaac Lab 3.x's ``launch_simulation(env_cfg, args)``; never exited here (Kit closes at exit)."""
+    module = "isaaclab.app.sim_launcher"  # development line; the 3.0 release has it in isaaclab_tasks.utils
+    if _optional_attribute(module, "launch_simulation") is None:
+        module = "isaaclab_tasks.utils.sim_launcher"
+    launcher = importlib.import_module(module)
+    add_launcher_args = getattr(launcher, "add_launcher_args", None) or importlib.import_module("isaaclab.app").add_launcher_args
     parser = argparse.ArgumentParser(add_help=False)
-    app_module.add_launcher_args(parser)
-    launcher_args = parser.parse_args([])
-    launcher_args.device = device
-    launcher_args.headless = headless
-    if headless:
-        launcher_args.visualizer = "none"
+    add_launcher_args(parser)
+    args = parser.parse_args(launcher_argv(major, device, visualizer))
     stack = contextlib.ExitStack()
-    stack.enter_context(app_module.launch_simulation(env_cfg, launcher_args))
+    with program_name_only_argv():
+        stack.enter_context(launcher.launch_simulation(env_cfg, args))
     return stack

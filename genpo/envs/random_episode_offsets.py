@@ -29,6 +29,15 @@ class RandomEpisodeOffsets(BatchedEnv):
             raise AttributeError(name)
         return getattr(self.env, name)
 
+    # BatchedEnv's class-level defaults would shadow the wrapped env's values
+    @property
+    def restores_state(self) -> bool:
+        return self.env.restores_state
+
+    @property
+    def critic_observation_dim(self) -> int | None:
+        return self.env.critic_observation_dim
+
     def reset(self) -> TensorDict:
         observation = self.env.reset()
         offsets = torch.randint(0, self.env.max_episode_steps, (self.env.num_envs,), generator=self.offset_generator)

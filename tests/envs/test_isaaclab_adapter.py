@@ -20,15 +20,13 @@ import math
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import torch
 from tensordict import TensorDict
 
-from genpo.builders import GIN_DIR, build_env, build_trainer, parse_config
-from genpo.builders.config import query_parameter
+from genpo.builders import build_env, build_trainer, parse_config
 from genpo.envs.isaaclab import IsaacLabEnv
 
 NUM_ENVS = 4
@@ -265,8 +263,7 @@ def test_finite_horizon_time_limits_are_terminal(interface):
 
 @pytest.mark.parametrize("interface", INTERFACES)
 def test_without_final_obs_the_last_observation_approximates_it(interface):
-    with pytest.warns(UserWarning, match="does not publish pre-reset observations"):
-        env, fake = make_adapter(interface, compute_final_obs=False, truncate_at={3: [0]})
+    env, fake = make_adapter(interface, compute_final_obs=False, truncate_at={3: [0]})
     assert not env.provides_final_observation
     env.reset()
     env.step(zeros())
@@ -351,9 +348,15 @@ def test_state_dict_holds_counters_and_resume_restarts_episodes(interface, tmp_p
     torch.save(state, tmp_path / "env.pt")
 
     resumed, resumed_fake = make_adapter(interface)
+    resumed.reset()
+    resumed.step(zeros())
     resets_before = resumed_fake.reset_calls
     resumed.load_state_dict(torch.load(tmp_path / "env.pt"))
-    assert resumed.step_count == 3 and resumed_fake.reset_calls == resets_before + 1
+    assert resumed.step_count == 3 and resumed_fake.reset_calls == resets_before  # the caller resets
+    with pytest.raises(RuntimeError, match="before reset"):
+        resumed.step(zeros())
+    resumed.reset()
+    assert resumed_fake.reset_calls == resets_before + 1
     assert resumed.step(zeros())["observation"][:, 0].tolist() == [1.0] * NUM_ENVS  # fresh episodes
     with pytest.raises(ValueError, match="state of 4 'Isaac-Other-v0' envs"):
         resumed.load_state_dict({**state, "task": "Isaac-Other-v0"})
@@ -377,10 +380,10 @@ def test_build_env_creates_the_task_with_the_run_settings(monkeypatch):
         return FakeRslRlVecEnvWrapper(FakeIsaacLabEnv(num_envs))
 
     monkeypatch.setattr(adapter, "_make_isaaclab_env", make)
-    parse_config([], ["genpo.build_env.headless = False", "genpo.build_env.clip_actions = 2.0"])
-    env = build_env(name="isaaclab:Isaac-Ant-v0", num_envs=NUM_ENVS, seed=3, device="cpu")
-    assert calls == [("Isaac-Ant-v0", NUM_ENVS, {"seed": 3, "device": "cpu", "headless": False})]
-    assert isinstance(env, IsaacLabEnv) and env.task == "Isaac-Ant-v0" and env.clip_actions == 2.0
+    parse_config([], ["genpo.build_env.visualizer = 'kit'", "genpo.build_env.clip_actions = 2.0"])
+    env = build_env(name="isaaclab:ant", num_envs=NUM_ENVS, seed=3, device="cpu")
+    assert calls == [("ant", NUM_ENVS, {"seed": 3, "device": "cpu", "visualizer": "kit", "presets": ()})]
+    assert isinstance(env, IsaacLabEnv) and env.task == "ant" and env.clip_actions == 2.0
 
 
 # ------------------------------------------------------------------ (b) training through the adapter
@@ -436,52 +439,5 @@ def test_building_an_isaaclab_env_without_isaaclab_names_the_install():
 
     if importlib.util.find_spec("isaaclab") is not None:
         pytest.skip("Isaac Lab is installed here")
-    with pytest.raises(ImportError, match=r"Isaac-Ant-v0.*pip install -e \.\[isaaclab\].*docs/isaaclab\.md"):
-        build_env(name="isaaclab:Isaac-Ant-v0", num_envs=4)
-
-
-# ----------------------------------------------------------------------- (e) the paper's eight configs
-PAPER = {  # file: task, hidden sizes, lr, gamma, c_H, time embedding (out_dim, hidden_sizes)
-    "ant": ("Isaac-Ant-v0", (400, 200, 100), 1e-3, 0.99, 0.01, 32, (256, 256)),
-    "humanoid": ("Isaac-Humanoid-v0", (400, 200, 100), 5e-4, 0.99, 0.01, 32, (256, 256)),
-    "franka_lift": ("Isaac-Lift-Cube-Franka-v0", (256, 128, 64), 1e-4, 0.98, 0.006, 32, (256, 256)),
-    "quadcopter": ("Isaac-Quadcopter-Direct-v0", (64, 64), 5e-4, 0.99, 0.01, 16, (128, 128)),
-    "anymal_d_flat": ("Isaac-Velocity-Flat-Anymal-D-v0", (128, 128, 128), 1e-3, 0.99, 0.005, 32, (256, 256)),
-    "go2_rough": ("Isaac-Velocity-Rough-Unitree-Go2-v0", (512, 256, 128), 1e-3, 0.99, 0.01, 32, (256, 256)),
-    "h1_rough": ("Isaac-Velocity-Rough-H1-v0", (512, 256, 128), 1e-3, 0.99, 0.01, 32, (256, 256)),
-    "shadow_hand": ("Isaac-Repose-Cube-Shadow-Direct-v0", (512, 512, 256, 128), 5e-4, 0.99, 0.005, 32, (256, 256)),
-}
-
-
-def test_every_isaaclab_config_is_one_of_the_papers_eight():
-    files = {path.stem for path in (GIN_DIR / "isaaclab").glob("*.gin")}
-    assert files == set(PAPER) | {"base"}
-
-
-@pytest.mark.parametrize("name", sorted(PAPER))
-def test_isaaclab_config_parses_and_binds_the_paper_values(name):
-    task, hidden, lr, gamma, entropy, time_dim, time_hidden = PAPER[name]
-    parse_config([f"isaaclab/{name}.gin"])
-    query = query_parameter
-    assert query("genpo.build_env.name") == f"isaaclab:{task}"
-    assert query("genpo.build_env.num_envs") == 4096
-    assert query("genpo.run.device") == "cuda:0"
-    assert query("genpo.run.iterations") == 1000
-    assert tuple(query("velocity_network.mlp.hidden_sizes")) == hidden
-    assert tuple(query("critic.mlp.hidden_sizes")) == hidden
-    assert query("lr_controller.kl_adaptive.learning_rate") == lr
-    assert query("advantage.gae.gamma") == gamma
-    assert query("loss.ppo.entropy_coefficient") == entropy
-    assert query("loss.ppo.compression_coefficient") == 0.01
-    assert query("time_embedding.sinusoidal.out_dim") == time_dim
-    assert tuple(query("time_embedding.sinusoidal.hidden_sizes")) == time_hidden
-    assert query("coupling.genpo.p") == 0.9
-    assert (query("genpo.trainer.steps_per_env"), query("genpo.trainer.epochs"), query("genpo.trainer.minibatches")) == (
-        32,
-        5,
-        4,
-    )
-
-
-def test_isaaclab_configs_live_next_to_the_docs():
-    assert (Path(__file__).resolve().parents[2] / "docs" / "isaaclab.md").is_file()
+    with pytest.raises(ImportError, match=r"'ant'.*pip install -e \.\[isaaclab\].*docs/isaaclab\.md"):
+        build_env(name="isaaclab:ant", num_envs=4)

@@ -1,0 +1,236 @@
+"""The adapter against a double of Isaac Lab's real ``RslRlVecEnvWrapper`` and ``ManagerBasedRLEnv``.
+
+Every behaviour of the double is taken from isaac-sim/IsaacLab at commit 37ddf626 (VERSION 2.3.2; line
+numbers below) and holds unchanged at 51b4fb54 (release line, VERSION 3.0.0). Paths:
+``W`` = source/isaaclab_rl/isaaclab_rl/rsl_rl/vecenv_wrapper.py,
+``E`` = source/isaaclab/isaaclab/envs/manager_based_rl_env.py,
+``M`` = source/isaaclab/isaaclab/managers/{reward,termination,observation}_manager.py,
+``R`` = rsl_rl v5.4.2 (leggedrobotics/rsl_rl aabd3eb5) rsl_rl/runners/on_policy_runner.py.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import gymnasium as gym
+import pytest
+import torch
+from tensordict import TensorDict
+
+import genpo.envs.isaaclab as adapter
+from genpo.builders import build_env
+from genpo.envs.isaaclab import IsaacLabEnv, candidate_ids, launcher_argv, registered_id
+from genpo.envs.random_episode_offsets import RandomEpisodeOffsets
+
+N, POLICY, CRITIC, ACTIONS, LIMIT = 4, 5, 7, 2, 6
+
+
+class ManagerBasedRLEnvDouble:
+    """``E``: ``step`` -> ``(obs_buf, reward_buf, reset_terminated, reset_time_outs, extras)`` (E:241)."""
+
+    def __init__(self, *, is_finite_horizon=False, terminate_at=None):
+        self.num_envs, self.device, self.max_episode_length = N, "cpu", LIMIT
+        self.cfg = type("Cfg", (), {"is_finite_horizon": is_finite_horizon})()  # no compute_final_obs in 2.3.2/3.0
+        self.unwrapped = self
+        box = lambda width: gym.spaces.Box(-math.inf, math.inf, shape=(width,))  # noqa: E731
+        self.single_observation_space = gym.spaces.Dict({"policy": box(POLICY), "critic": box(CRITIC)})
+        self.single_action_space = box(ACTIONS)
+        self.episode_length_buf = torch.zeros(N, dtype=torch.long)  # E:77
+        self._reward_buf = torch.zeros(N)  # reward_manager.py:63, written in place (:142, :152), returned (:159)
+        self._terminated_buf = torch.zeros(N, dtype=torch.bool)  # termination_manager.py:71, cleared in place (:165)
+        self._truncated_buf = torch.zeros(N, dtype=torch.bool)  # termination_manager.py:70
+        self.extras = {}  # manager_based_env.py:136: one dict for the env's life
+        self.terminate_at = terminate_at or {}
+        self.x = torch.zeros(N)
+        self.steps = 0
+
+    def _observations(self):
+        # observation_manager.py:317-342: a new dict of freshly concatenated group tensors on each compute
+        clock = self.episode_length_buf.float()
+        policy = torch.stack([clock, self.x, *[clock] * (POLICY - 2)], -1)
+        return {"policy": policy, "critic": torch.cat([policy, torch.stack([self.x, -clock], -1)], -1)}
+
+    def reset(self, seed=None, options=None):  # gym API: every env
+        self.episode_length_buf.zero_()
+        self.x.zero_()
+        return self._observations(), self.extras
+
+    def step(self, action):
+        self.steps += 1
+        self.x += action.mean(-1)
+        self.episode_length_buf += 1  # E:201
+        self._truncated_buf[:] = self.episode_length_buf >= self.max_episode_length  # time_out term
+        self._terminated_buf[:] = False
+        self._terminated_buf[self.terminate_at.get(self.steps, [])] = True  # both flags may be set
+        self.reset_terminated, self.reset_time_outs = self._terminated_buf, self._truncated_buf  # E:205-206
+        self._reward_buf[:] = 1.0 - self.x.abs()
+        reset_ids = (self._terminated_buf | self._truncated_buf).nonzero().flatten()  # E:216
+        if len(reset_ids):  # E:221 -> _reset_idx: a new "log" dict (E:367) and the clocks zeroed (E:394)
+            self.extras["log"] = {"Episode_Reward/alive": float(self.steps), "Episode_Termination/time_out": 1.0}
+            self.episode_length_buf[reset_ids] = 0
+            self.x[reset_ids] = 0.0
+        return self._observations(), self._reward_buf, self.reset_terminated, self.reset_time_outs, self.extras  # E:238-241
+
+    def close(self):
+        pass
+
+
+class RslRlVecEnvWrapperDouble:
+    """``W``: no final observation, ``dones`` as long, ``time_outs`` only for infinite horizons."""
+
+    def __init__(self, env, has_reset=True):
+        self.env = env  # W:48
+        self.num_envs, self.device = env.num_envs, env.device
+        self.max_episode_length = env.max_episode_length
+        self.num_actions = gym.spaces.flatdim(env.single_action_space)  # W:60
+        self.env.reset()  # W:66: "the RSL-RL runner does not call reset"
+        if has_reset:  # W:138-141; absent from the wrapper at isaac-sim/IsaacLab 0a9ddd35
+            self.reset = lambda: (TensorDict(self.env.reset()[0], batch_size=[self.num_envs]), self.env.extras)
+
+    @property
+    def unwrapped(self):
+        return self.env.unwrapped
+
+    @property
+    def episode_length_buf(self):  # W:118-129
+        return self.unwrapped.episode_length_buf
+
+    def get_observations(self):  # W:143-149
+        return TensorDict(self.unwrapped._observations(), batch_size=[self.num_envs])
+
+    def step(self, actions):  # W:151-164
+        obs, rew, terminated, truncated, extras = self.env.step(actions)
+        dones = (terminated | truncated).to(dtype=torch.long)
+        if not self.unwrapped.cfg.is_finite_horizon:
+            extras["time_outs"] = truncated
+        return TensorDict(obs, batch_size=[self.num_envs]), rew, dones, extras
+
+    def close(self):
+        return self.env.close()
+
+
+def make(has_reset=True, **env_kwargs):
+    raw = ManagerBasedRLEnvDouble(**env_kwargs)
+    return IsaacLabEnv("ant", N, env=RslRlVecEnvWrapperDouble(raw, has_reset)), raw
+
+
+def zeros():
+    return torch.zeros(N, ACTIONS)
+
+
+@pytest.mark.parametrize("has_reset", [True, False])
+def test_keys_dtypes_devices_and_copies_of_reused_buffers(has_reset):
+    env, raw = make(has_reset)
+    env.reset()
+    first = env.step(torch.full((N, ACTIONS), 0.5))
+    snapshot = first.clone()
+    env.step(torch.full((N, ACTIONS), -2.0))  # rewrites the env's reward and termination buffers in place
+    assert (first == snapshot).all()
+    assert {"observation", "critic_observation", "final_observation", "reward", "terminated", "truncated"} <= set(first.keys())
+    assert first["reward"].dtype == first["observation"].dtype == torch.float32
+    assert first["terminated"].dtype == first["truncated"].dtype == torch.bool
+    assert all(value.device == env.device for value in first.values())
+    assert (env.observation_dim, env.critic_observation_dim, env.action_dim) == (POLICY, CRITIC, ACTIONS)
+
+
+def test_time_out_without_final_obs_bootstraps_from_the_last_observation():
+    env, raw = make()
+    env.reset()
+    for _ in range(LIMIT - 1):
+        output = env.step(zeros())
+    assert not output["truncated"].any()
+    output = env.step(zeros())
+    assert output["truncated"].all() and not output["terminated"].any()
+    assert "final_obs" not in raw.extras  # 2.3.2 / 3.0: the pre-reset observation is not exposed
+    assert output["final_observation"][:, 0].tolist() == [LIMIT - 1.0] * N  # the observation before the last action
+    assert output["observation"][:, 0].tolist() == [0.0] * N  # the new episode's first
+
+
+def test_a_step_both_terminal_and_timed_out_is_a_termination():
+    env, raw = make(terminate_at={LIMIT: [1]})
+    env.reset()
+    for _ in range(LIMIT):
+        output = env.step(zeros())
+    assert output["terminated"].tolist() == [False, True, False, False]
+    assert output["truncated"].tolist() == [True, False, True, True]
+    raw_env = IsaacLabEnv("ant", N, env=ManagerBasedRLEnvDouble(terminate_at={LIMIT: [1]}))  # the raw interface agrees
+    raw_env.reset()
+    for _ in range(LIMIT):
+        raw_output = raw_env.step(zeros())
+    assert torch.equal(raw_output["terminated"], output["terminated"])
+    assert torch.equal(raw_output["truncated"], output["truncated"])
+
+
+def test_finite_horizon_tasks_have_no_time_outs():
+    env, _ = make(is_finite_horizon=True)
+    env.reset()
+    for _ in range(LIMIT):
+        output = env.step(zeros())
+    assert output["terminated"].all() and not output["truncated"].any()
+
+
+def test_the_log_left_in_extras_is_read_only_on_steps_that_reset():
+    env, raw = make(terminate_at={2: [0]})
+    env.reset()
+    env.step(zeros())
+    with_reset = env.step(zeros())
+    without_reset = env.step(zeros())
+    assert "log" in raw.extras  # still there from the reset step
+    assert with_reset["episode_info"]["Episode_Reward/alive"].tolist() == [2.0] * N
+    assert "episode_info" not in without_reset.keys()
+
+
+@pytest.mark.parametrize("has_reset", [True, False])
+def test_reset_resets_every_env_without_the_wrappers_reset(has_reset):
+    env, raw = make(has_reset)
+    env.reset()
+    env.step(zeros())
+    env.step(zeros())
+    start = env.reset()
+    assert raw.episode_length_buf.tolist() == [0] * N and start["observation"][:, 0].tolist() == [0.0] * N
+
+
+def test_random_episode_offsets_write_episode_length_buf_as_init_at_random_ep_len(monkeypatch):
+    """R:59-62 sets ``episode_length_buf`` to ``randint_like(.., high=max_episode_length)`` via W:123-129."""
+    monkeypatch.setattr(adapter, "_make_isaaclab_env", lambda *a, **k: RslRlVecEnvWrapperDouble(ManagerBasedRLEnvDouble()))
+    env = build_env("isaaclab:ant", N, seed=5, device="cpu", random_episode_offsets=True)
+    assert isinstance(env, RandomEpisodeOffsets) and env.restores_state is False and env.critic_observation_dim == CRITIC
+    env.reset()
+    offsets = torch.randint(0, LIMIT, (N,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(env.env._unwrapped.episode_length_buf, offsets)
+    first = torch.zeros(N, dtype=torch.long)
+    for t in range(1, LIMIT + 1):
+        first = torch.where((first == 0) & env.step(zeros())["truncated"], t, first)
+    assert torch.equal(first, LIMIT - offsets)
+
+
+def test_resume_restores_counters_and_needs_a_reset():
+    env, _ = make()
+    env.reset()
+    env.step(zeros())
+    resumed, raw = make()
+    resumed.load_state_dict(env.state_dict())
+    assert resumed.step_count == 1
+    with pytest.raises(RuntimeError, match=r"IsaacLabEnv\('ant'\).step called before reset"):
+        resumed.step(zeros())
+
+
+def test_task_ids_follow_the_installed_version_and_the_registry():
+    assert candidate_ids("ant", 2) == ("Isaac-Ant-v0",)
+    assert candidate_ids("ant", 3) == ("Isaac-Ant", "Isaac-Ant-v0")
+    assert candidate_ids("Isaac-Cartpole-v0", 3) == ("Isaac-Cartpole-v0",)
+    assert registered_id("ant", 3, ["Isaac-Ant", "Isaac-Ant-Direct"]) == "Isaac-Ant"  # development line
+    assert registered_id("ant", 3, ["Isaac-Ant-v0"]) == "Isaac-Ant-v0"  # 3.0 release
+    with pytest.raises(ValueError, match=r"IsaacLabEnv\('ant'\): none of \['Isaac-Ant-v0'\] is registered in Isaac Lab 2.x"):
+        registered_id("ant", 2, ["Isaac-Ant"])
+
+
+def test_launcher_arguments_never_come_from_sys_argv(monkeypatch):
+    assert launcher_argv(3, "cuda:0", None) == ["--device", "cuda:0"]  # 3.x: headless unless a visualizer is named
+    assert launcher_argv(3, "cuda:1", "kit") == ["--device", "cuda:1", "--visualizer", "kit"]
+    assert launcher_argv(2, "cuda:0", None) == ["--device", "cuda:0", "--headless"]
+    monkeypatch.setattr(sys, "argv", ["genpo", "train", "gin/isaaclab/ant.gin", "--iterations", "5"])
+    with adapter.program_name_only_argv():
+        assert sys.argv == ["genpo"]
+    assert sys.argv[1:] == ["train", "gin/isaaclab/ant.gin", "--iterations", "5"]
