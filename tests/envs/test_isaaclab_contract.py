@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import sys
 
+import gin
 import gymnasium as gym
 import pytest
 import torch
 from tensordict import TensorDict
 
 import genpo.envs.isaaclab as adapter
-from genpo.builders import build_env
+from genpo.builders import build_env, parse_config
 from genpo.envs.isaaclab import IsaacLabEnv, candidate_ids, launcher_argv, registered_id
 from genpo.envs.random_episode_offsets import RandomEpisodeOffsets
 
@@ -234,3 +235,16 @@ def test_launcher_arguments_never_come_from_sys_argv(monkeypatch):
     with adapter.program_name_only_argv():
         assert sys.argv == ["genpo"]
     assert sys.argv[1:] == ["train", "gin/isaaclab/ant.gin", "--iterations", "5"]
+
+
+def test_isaaclab_configs_train_with_offsets_and_evaluate_without(monkeypatch):
+    monkeypatch.setattr(adapter, "_make_isaaclab_env", lambda *a, **k: RslRlVecEnvWrapperDouble(ManagerBasedRLEnvDouble()))
+    gin.clear_config()
+    try:
+        parse_config(["isaaclab/ant.gin"], [f"genpo.build_env.num_envs = {N}"])
+        training = build_env(seed=0, device="cpu")
+        with gin.config_scope("eval"):
+            evaluation = build_env(seed=0, device="cpu")
+    finally:
+        gin.clear_config()
+    assert isinstance(training, RandomEpisodeOffsets) and isinstance(evaluation, IsaacLabEnv)
