@@ -11,7 +11,9 @@ numbers below) and holds unchanged at 51b4fb54 (release line, VERSION 3.0.0). Pa
 from __future__ import annotations
 
 import math
+import subprocess
 import sys
+from pathlib import Path
 
 import gin
 import gymnasium as gym
@@ -248,3 +250,22 @@ def test_isaaclab_configs_train_with_offsets_and_evaluate_without(monkeypatch):
     finally:
         gin.clear_config()
     assert isinstance(training, RandomEpisodeOffsets) and isinstance(evaluation, IsaacLabEnv)
+
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "genpo_isaaclab.py"
+
+
+def test_the_launch_script_imports_no_torch_before_kit_and_passes_genpo_its_arguments():
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('launch', {str(SCRIPT)!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
+        "from genpo.envs.isaaclab import launcher_argv\n"
+        "assert module.kit_launcher_argv('cuda:1', None) == launcher_argv(2, 'cuda:1', None)\n"
+        "assert module.kit_launcher_argv('cuda:0', 'kit') == launcher_argv(2, 'cuda:0', 'kit')\n"
+        "sys.exit(module.main(['--kit-device', 'cuda:1', 'components']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ppo" in result.stdout  # `genpo components` ran with the arguments the script did not take
