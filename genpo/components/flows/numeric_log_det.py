@@ -20,6 +20,9 @@ class NumericLogDetFlow(DummyActionFlow):
     built functionally, so the log-det carries gradients to the weights).
     """
 
+    # Why `genpo export` refuses an actor with this flow (the exporter reads it from any submodule).
+    export_unsupported = "its sampling pass builds each sample's Jacobian with vmap(jacrev(...)), which graph tracing cannot record"
+
     def compute(self, observation: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(observation, z) -> (dummy action, numeric log|det dF/dz|)."""
         return self._map_and_log_det(observation, noise)
