@@ -1,4 +1,4 @@
-"""``genpo train | evaluate | sweep | components``: parse arguments, load gin, call the builders."""
+"""``genpo train | evaluate | export | play | sweep | components``: parse arguments, load gin, call the builders."""
 
 from __future__ import annotations
 
@@ -117,6 +117,34 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from genpo.deployment.export import export_run
+
+    card = export_run(args.run_dir, format=args.format, noise=args.noise, out=args.out, checkpoint=args.checkpoint)
+    out = args.out if args.out is not None else args.run_dir / "exported"
+    for name in [*card["files"].values(), "policy.json"]:
+        print(out / name)
+    return 0
+
+
+def _play(args: argparse.Namespace) -> int:
+    from genpo.deployment.play import play_run
+
+    summary = play_run(
+        args.run_dir,
+        episodes=args.episodes,
+        noise=args.noise,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        video=args.video,
+    )
+    print(f"mean return over {len(summary['episodes'])} episode(s): {summary['return_mean']:.2f}")
+    if "video" in summary:
+        print(f"video: {summary['video']} ({summary['video_frames']} frames)")
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from genpo.experiments.command import main as sweep_main
 
@@ -179,6 +207,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--noise", choices=("zero", "fixed", "random"), default="zero")
     evaluate.add_argument("--seed", type=int, default=12345)
     evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser(
+        "export", help="export a run's policy as one ONNX and/or TorchScript graph (see docs/deployment.md)"
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--format", choices=("onnx", "torchscript", "both"), default="both")
+    export.add_argument(
+        "--noise",
+        choices=("zero", "input"),
+        default="zero",
+        help="zero: the deterministic policy (one input); input: the base noise is a second input",
+    )
+    export.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: RUN_DIR/exported)")
+    export.add_argument(
+        "--checkpoint", default="latest", metavar="latest|best|PATH", help="which checkpoint (default: latest)"
+    )
+    export.set_defaults(handler=_export)
+
+    play = commands.add_parser("play", help="run a run's policy in its task's env; prints each episode, can film one")
+    play.add_argument("run_dir", type=Path)
+    play.add_argument("--episodes", type=int, default=1, help="episodes, played side by side (default: 1)")
+    play.add_argument("--noise", choices=("zero", "fixed", "random"), default="zero")
+    play.add_argument("--seed", type=int, default=12345)
+    play.add_argument("--video", type=Path, metavar="FILE", help="write the first episode to FILE (.mp4 or .gif)")
+    play.add_argument(
+        "--checkpoint", default="latest", metavar="latest|best|PATH", help="which checkpoint (default: latest)"
+    )
+    play.add_argument("--device", help="torch device (default: the run's)")
+    play.set_defaults(handler=_play)
 
     sweep = commands.add_parser(
         "sweep", help="train every (variant, seed) of a TOML sweep spec in parallel processes, then write a report"
