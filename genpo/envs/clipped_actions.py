@@ -12,34 +12,17 @@ import torch
 from tensordict import TensorDict
 
 from genpo.envs.base import BatchedEnv
+from genpo.envs.wrapper import EnvWrapper
 from genpo.validation import check_positive
 
 
-class ClippedActions(BatchedEnv):
+class ClippedActions(EnvWrapper):
     """``env`` with every action clamped to ``[-bound, bound]`` before it is applied; everything else
     (dims, state, time limit, env-specific attributes) is the wrapped env's."""
 
     def __init__(self, env: BatchedEnv, bound: float):
-        self.env = env
+        super().__init__(env)
         self.bound = float(check_positive("clip_actions", "bound", bound))
-
-    def __getattr__(self, name: str):
-        # Only reached for attributes this wrapper does not define: the wrapped env's (num_envs, model, ...).
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    def reset(self) -> TensorDict:
-        return self.env.reset()
 
     def step(self, action: torch.Tensor) -> TensorDict:
         return self.env.step(action.clamp(-self.bound, self.bound))
-
-    def state_dict(self) -> dict:
-        return self.env.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.env.load_state_dict(state)
-
-    def close(self) -> None:
-        self.env.close()

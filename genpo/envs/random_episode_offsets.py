@@ -12,31 +12,17 @@ import torch
 from tensordict import TensorDict
 
 from genpo.envs.base import BatchedEnv
+from genpo.envs.wrapper import EnvWrapper
 
 
-class RandomEpisodeOffsets(BatchedEnv):
+class RandomEpisodeOffsets(EnvWrapper):
     """``env`` whose full resets start each episode with a random number of steps already taken, drawn
     uniformly from ``[0, max_episode_steps)`` with a generator seeded by ``seed`` (its state is part of
     :meth:`state_dict`, so a resume continues exactly). Auto-resets inside ``step`` start from 0."""
 
     def __init__(self, env: BatchedEnv, seed: int):
-        self.env = env
+        super().__init__(env)
         self.offset_generator = torch.Generator().manual_seed(seed)
-
-    def __getattr__(self, name: str):
-        # Only reached for attributes this wrapper does not define: the wrapped env's.
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)
-
-    # BatchedEnv's class-level defaults would shadow the wrapped env's values
-    @property
-    def restores_state(self) -> bool:
-        return self.env.restores_state
-
-    @property
-    def critic_observation_dim(self) -> int | None:
-        return self.env.critic_observation_dim
 
     def reset(self) -> TensorDict:
         observation = self.env.reset()
@@ -44,15 +30,9 @@ class RandomEpisodeOffsets(BatchedEnv):
         self.env.set_episode_steps(offsets)
         return observation
 
-    def step(self, action: torch.Tensor) -> TensorDict:
-        return self.env.step(action)
-
     def state_dict(self) -> dict:
         return {"env": self.env.state_dict(), "offset_generator": self.offset_generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.env.load_state_dict(state["env"])
         self.offset_generator.set_state(state["offset_generator"])
-
-    def close(self) -> None:
-        self.env.close()
