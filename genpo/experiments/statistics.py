@@ -169,18 +169,34 @@ def rows_within(rows: Sequence[Mapping[str, float]], axis: str, budget: float) -
     return None
 
 
-@dataclass
-class BudgetStats:
-    """Final returns of a variant's runs cut at one budget (runs that did not reach it are left out)."""
+@dataclass(kw_only=True)
+class FinalReturns:
+    """Per-run final returns and their mean, sample std and IQM with its bootstrap CI (over the finite ones)."""
 
-    axis: str
-    budget: float
     finals: list[float]
     mean: float
     std: float
     iqm: float
     iqm_low: float
     iqm_high: float
+
+    @staticmethod
+    def scores(finals: list[float], *, resamples: int, confidence: float, seed: int) -> dict:
+        """The fields of a :class:`FinalReturns` for ``finals``."""
+        scored = [value for value in finals if math.isfinite(value)]
+        mean, std = mean_std(scored)
+        point = low = high = math.nan
+        if scored:
+            point, low, high = stratified_bootstrap_ci(scored, iqm, resamples=resamples, confidence=confidence, seed=seed)
+        return {"finals": finals, "mean": mean, "std": std, "iqm": point, "iqm_low": low, "iqm_high": high}
+
+
+@dataclass(kw_only=True)
+class BudgetStats(FinalReturns):
+    """Final returns of a variant's runs cut at one budget (runs that did not reach it are left out)."""
+
+    axis: str
+    budget: float
 
 
 def summarize_at_budget(
@@ -198,12 +214,8 @@ def summarize_at_budget(
     read at B), or every contender read at the same training seconds."""
     cut = [rows_within(run.rows, axis, budget) for run in runs]
     finals = [final_return(rows, last_k) for rows in cut if rows is not None]
-    scored = [value for value in finals if math.isfinite(value)]
-    mean, std = mean_std(scored)
-    point = low = high = math.nan
-    if scored:
-        point, low, high = stratified_bootstrap_ci(scored, iqm, resamples=resamples, confidence=confidence, seed=seed)
-    return BudgetStats(axis, budget, finals, mean, std, point, low, high)
+    scores = FinalReturns.scores(finals, resamples=resamples, confidence=confidence, seed=seed)
+    return BudgetStats(axis=axis, budget=budget, **scores)
 
 
 @dataclass
@@ -214,16 +226,10 @@ class CurveBand:
     high: np.ndarray
 
 
-@dataclass
-class VariantStats:
+@dataclass(kw_only=True)
+class VariantStats(FinalReturns):
     name: str
     runs: int
-    finals: list[float]
-    mean: float
-    std: float
-    iqm: float
-    iqm_low: float
-    iqm_high: float
     auc: float  # mean over the env-step grid of the across-seed mean return (area under the curve / span)
     train_seconds: float
     curves: dict[str, CurveBand] = field(default_factory=dict)
@@ -240,12 +246,6 @@ def summarize_variant(
 ) -> VariantStats:
     """Final-return statistics across seeds and the curves vs env steps and wall time."""
     finals = [final_return(run.rows, last_k) for run in runs]
-    scored = [value for value in finals if math.isfinite(value)]
-    mean, std = mean_std(scored)
-    if scored:
-        point, low, high = stratified_bootstrap_ci(scored, iqm, resamples=resamples, confidence=confidence, seed=seed)
-    else:
-        point = low = high = math.nan
     curves = {}
     for x in ("env_steps", "wall_time"):
         grid, values = common_grid([return_curve(run.rows, x) for run in runs])
@@ -256,13 +256,8 @@ def summarize_variant(
     return VariantStats(
         name=name,
         runs=len(runs),
-        finals=finals,
-        mean=mean,
-        std=std,
-        iqm=point,
-        iqm_low=low,
-        iqm_high=high,
         auc=auc,
         train_seconds=float(np.mean(seconds)) if seconds else math.nan,
         curves=curves,
+        **FinalReturns.scores(finals, resamples=resamples, confidence=confidence, seed=seed),
     )
