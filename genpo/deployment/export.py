@@ -63,7 +63,7 @@ def export_run(
     policy = policy_of(restored)
     graph = policy.graph
     check_exportable(graph)
-    module = graph if noise == "input" else ZeroNoisePolicyGraph(graph)
+    module = (graph if noise == "input" else ZeroNoisePolicyGraph(graph)).eval()
     out = run_dir / EXPORT_DIR if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -53,10 +53,10 @@ class PolicyGraph(torch.nn.Module):
 class ZeroNoisePolicyGraph(torch.nn.Module):
     """``observation -> action`` of a :class:`PolicyGraph` at zero base noise: the deterministic policy."""
 
-    def __init__(self, graph: PolicyGraph):
+    def __init__(self, policy: PolicyGraph):
         super().__init__()
-        self.graph = graph
+        self.policy = policy  # not "graph": torch.export's FX modules reserve that attribute
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        noise = observation.new_zeros((*observation.shape[:-1], self.graph.noise_dim))
-        return self.graph(observation, noise)
+        noise = observation.new_zeros((*observation.shape[:-1], self.policy.noise_dim))
+        return self.policy(observation, noise)
