@@ -35,5 +35,8 @@ def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: float) -> P
         import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio writes MP4 with)
     except ImportError:
         raise ImportError("writing .mp4 needs imageio and imageio-ffmpeg (the deploy extra: pip install -e '.[deploy]'); .gif needs neither") from None
-    imageio.mimwrite(path, list(frames), fps=fps, codec="libx264", quality=7, macro_block_size=16)
+    # CRF 28: a 1000-step HalfCheetah episode at 480 x 272 is about 1.6 MB (quality=7 made it about 6 MB)
+    imageio.mimwrite(
+        path, list(frames), fps=fps, codec="libx264", quality=None, output_params=["-crf", "28"], macro_block_size=16
+    )
     return path
