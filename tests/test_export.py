@@ -95,6 +95,7 @@ def test_exported_graphs_give_load_policy_actions_without_genpo(name, tmp_path, 
             assert np.abs(deployed - action).max() <= TOLERANCE, (runtime, key)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_the_graph_has_the_time_projections_folded_and_a_dynamic_batch(tmp_path, make_tiny_experiment):
     """GenPO's sinusoidal time embedding leaves no trace: its step projections are constants."""
     run = trained_run(make_tiny_experiment, tmp_path / "run", scheme_config("genpo"))
