@@ -120,6 +120,27 @@ def test_the_card_describes_the_graph(tmp_path, make_tiny_experiment):
     assert card["genpo_version"] == __import__("genpo").__version__
 
 
+def test_a_bf16_trained_run_exports_in_float32_and_the_card_says_how_far_that_is(tmp_path, make_tiny_experiment):
+    bf16 = "velocity_network.mlp.autocast_dtype = 'bfloat16'"
+    run = trained_run(make_tiny_experiment, tmp_path / "run", scheme_config("genpo"), [bf16])
+    card = export_run(run, noise="input", format="onnx")
+    assert (card["dtype"], card["trained_autocast_dtype"]) == ("float32", "bfloat16")
+    assert 0 < card["max_deviation_from_run_policy"] < 5e-2  # bf16 matmuls: about 3 significant digits
+    policy = load_policy(run, device="cpu")
+    observation, noise = torch.randn(64, policy.observation_dim), torch.randn(64, policy.noise_dim)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(run / "exported" / "policy.onnx"), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {"observation": observation.numpy(), "noise": noise.numpy()})[0]
+    assert np.abs(exported - policy(observation, noise=noise).numpy()).max() < 5e-2
+
+
+def test_a_float32_run_records_no_training_autocast(tmp_path, make_tiny_experiment):
+    run = trained_run(make_tiny_experiment, tmp_path / "run", scheme_config("genpo"))
+    card = export_run(run, noise="zero", format="torchscript")
+    assert card["trained_autocast_dtype"] is None and card["max_deviation_from_run_policy"] == 0.0
+
+
 def run_cli(*argv):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

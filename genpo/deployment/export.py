@@ -7,6 +7,11 @@ constant folding turns everything that does not depend on the inputs (the step-t
 projections through the velocity network's first layer) into constants. The batch dimension is dynamic.
 ``noise="zero"`` bakes the deterministic policy (one input); ``noise="input"`` makes the base noise a
 second input, ``noise`` [B, noise_dim] (standard normal for the stochastic policy).
+
+A run trained with a reduced-precision velocity network (``velocity_network.mlp.autocast_dtype``) is
+exported in float32 all the same (onnxruntime's CPU kernels have no bfloat16 activations, and float32
+is what a robot stack expects): the same weights, evaluated without autocast. The card records the
+training precision and how far the float32 graph's actions are from the run's own policy.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ def export_run(
     graph = policy.graph
     check_exportable(graph)
     module = (graph if noise == "input" else ZeroNoisePolicyGraph(graph)).eval()
+    check = example_inputs(module, graph, _CHECK_BATCH)
+    with torch.no_grad():
+        run_actions = module(*check)
+        trained_autocast = float32_networks(graph.actor)
+        deviation = (module(*check) - run_actions).abs().max().item()
     out = run_dir / EXPORT_DIR if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -81,6 +91,8 @@ def export_run(
         "inputs": ["observation"] if noise == "zero" else ["observation", "noise"],
         "outputs": ["action"],
         "dtype": "float32",
+        "trained_autocast_dtype": trained_autocast,
+        "max_deviation_from_run_policy": deviation,
         "action_clip": graph.clip,
         "checkpoint": _relative(restored.checkpoint, run_dir),
         "checkpoint_iteration": restored.iteration,
@@ -91,6 +103,16 @@ def export_run(
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def float32_networks(actor: torch.nn.Module) -> str | None:
+    """Switch off autocast in every part of ``actor`` that runs under it; returns the dtype it ran in."""
+    dtypes = set()
+    for part in actor.modules():
+        if getattr(part, "autocast_dtype", None) is not None:
+            dtypes.add(part.autocast_dtype)
+            part.autocast_dtype = None
+    return ", ".join(sorted(dtypes)) or None
 
 
 def check_exportable(graph: PolicyGraph) -> None:
