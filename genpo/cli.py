@@ -150,9 +150,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
     if args.dry_run and args.report_only:
         raise SystemExit("genpo sweep: --dry-run and --report-only exclude each other")
+    if args.archive is not None and not args.report_only:
+        raise SystemExit("genpo sweep: --archive needs --report-only (archive the runs present, run nothing)")
     command = shlex.join(["genpo", *sys.argv[1:]]) if args.argv is None else shlex.join(["genpo", *args.argv])
     return sweep_main(
-        args.spec, max_parallel=args.max_parallel, dry_run=args.dry_run, report_only=args.report_only, command=command
+        args.spec,
+        max_parallel=args.max_parallel,
+        dry_run=args.dry_run,
+        report_only=args.report_only,
+        command=command,
+        out=args.out,
+        archive=args.archive,
     )
 
 
@@ -244,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--max-parallel", type=int, metavar="N", help="runs at once (default: cores // threads_per_run)")
     sweep.add_argument("--dry-run", action="store_true", help="print each run's command (or that it is finished); run nothing")
     sweep.add_argument("--report-only", action="store_true", help="run nothing; aggregate the runs present into OUT/report.md")
+    sweep.add_argument("--out", type=Path, metavar="DIR", help="the sweep's directory instead of the spec's out (e.g. an archive)")
+    sweep.add_argument(
+        "--archive",
+        type=Path,
+        metavar="DIR",
+        help="with --report-only: copy every run's metrics.csv, summary.json, config.gin and run.json to DIR/<variant>/seed<k>/ "
+        "and write the report there (commit DIR; --report-only --out DIR rebuilds it)",
+    )
     sweep.set_defaults(handler=_sweep)
 
     components = commands.add_parser("components", help="list registered components")

@@ -331,6 +331,27 @@ def test_report_has_every_variant_and_the_plots(resumed_sweep):
         assert (spec.out / name).stat().st_size > 0
 
 
+def results_rows(report: str) -> list[str]:
+    return [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+
+
+def test_archive_keeps_the_metrics_and_rebuilds_the_same_report(resumed_sweep, tmp_path):
+    spec, *_ = resumed_sweep
+    archive = tmp_path / "archive"
+    assert main(["sweep", str(spec.path), "--report-only", "--archive", str(archive)]) == 0
+    kept = sorted(str(path.relative_to(archive)) for path in archive.rglob("*") if path.is_file())
+    runs = [f"{variant}/seed{seed}" for variant in ("genpo", "gaussian") for seed in (0, 1)]
+    expected = [f"{run}/{name}" for run in runs for name in ("config.gin", "metrics.csv", "run.json", "summary.json")]
+    assert kept == sorted([*expected, "report.md", "curves.csv", "curves_env_steps.png", "curves_wall_time.png"])
+    original = results_rows((spec.out / "report.md").read_text())
+    assert results_rows((archive / "report.md").read_text()) == original
+    (archive / "report.md").unlink()
+    assert main(["sweep", str(spec.path), "--report-only", "--out", str(archive)]) == 0
+    assert results_rows((archive / "report.md").read_text()) == original
+    with pytest.raises(SystemExit, match="--archive needs --report-only"):
+        main(["sweep", str(spec.path), "--archive", str(archive)])
+
+
 def test_failing_run_is_reported_and_the_others_finish(tmp_path, capsys):
     spec = write_spec(
         tmp_path,

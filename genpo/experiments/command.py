@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 from pathlib import Path
+
+import attrs
 
 from genpo.experiments.report import write_report
 from genpo.experiments.runner import JobResult, default_max_parallel, job_state, run_sweep, terminate_as_interrupt, train_command
 from genpo.experiments.spec import Job, load_spec, plan
+
+# What an archive keeps of a run: enough to rebuild the report (metrics, summary) and to know the run.
+ARCHIVED_FILES = ("metrics.csv", "summary.json", "config.gin", "run.json")
 
 
 def print_plan(jobs: list[Job], at_once: int) -> None:
@@ -34,10 +40,44 @@ def show_event(event: str, job: Job, result: JobResult | None) -> None:
         print(f"FAIL  {job.label} (exit code {result.returncode}):\n{result.stderr_tail}", file=sys.stderr, flush=True)
 
 
-def main(spec_path: str | Path, *, max_parallel: int | None, dry_run: bool, report_only: bool, command: str) -> int:
-    """What ``genpo sweep`` does; returns the exit code (1 when a run failed, 130 when interrupted)."""
+def archive_runs(jobs: list[Job], archive: Path) -> int:
+    """Copy each run's :data:`ARCHIVED_FILES` to ``archive/<variant>/seed<k>/`` (the sweep's layout, so
+    ``genpo sweep SPEC --report-only --out ARCHIVE`` rebuilds the report from it); returns the runs copied."""
+    copied = 0
+    for job in jobs:
+        files = [job.run_dir / name for name in ARCHIVED_FILES if (job.run_dir / name).is_file()]
+        if not files:
+            continue
+        target = archive / job.variant.name / job.run_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copyfile(path, target / path.name)
+        copied += 1
+    return copied
+
+
+def main(
+    spec_path: str | Path,
+    *,
+    max_parallel: int | None,
+    dry_run: bool,
+    report_only: bool,
+    command: str,
+    out: Path | None = None,
+    archive: Path | None = None,
+) -> int:
+    """What ``genpo sweep`` does; returns the exit code (1 when a run failed, 130 when interrupted).
+    ``out`` replaces the spec's output directory; ``archive`` (with ``report_only``) copies the runs'
+    metrics there and writes the report from the copy."""
     spec = load_spec(spec_path)
+    if out is not None:
+        spec = attrs.evolve(spec, out=out)
     jobs = plan(spec)
+    if archive is not None:
+        copied = archive_runs(jobs, Path(archive))
+        print(f"archived {copied} of {len(jobs)} runs in {archive}")
+        spec = attrs.evolve(spec, out=archive)
+        jobs = plan(spec)
     if dry_run:
         print_plan(jobs, default_max_parallel(spec.threads_per_run) if max_parallel is None else max_parallel)
         return 0
