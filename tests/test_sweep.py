@@ -335,10 +335,13 @@ def results_rows(report: str) -> list[str]:
     return [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
 
 
-def test_archive_keeps_the_metrics_and_rebuilds_the_same_report(resumed_sweep, tmp_path):
+def test_archive_keeps_the_metrics_and_rebuilds_the_same_report(resumed_sweep, tmp_path, monkeypatch):
     spec, *_ = resumed_sweep
+    monkeypatch.chdir(tmp_path)
     archive = tmp_path / "archive"
     assert main(["sweep", str(spec.path), "--report-only", "--archive", str(archive)]) == 0
+    command = (archive / "report.md").read_text().split("## Command")[1].split("Each run")[0]
+    assert "--archive archive" in command and str(tmp_path) not in command  # paths under the cwd shown relative
     kept = sorted(str(path.relative_to(archive)) for path in archive.rglob("*") if path.is_file())
     runs = [f"{variant}/seed{seed}" for variant in ("genpo", "gaussian") for seed in (0, 1)]
     expected = [f"{run}/{name}" for run in runs for name in ("config.gin", "metrics.csv", "run.json", "summary.json")]

@@ -176,7 +176,8 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
                 "```",
                 "",
             ]
-    sections += ["", "## Command", "", "From the directory the spec's `out` is relative to:", "", "```", command, "```"]
+    shown = shlex.join(_portable(argument) for argument in shlex.split(command))
+    sections += ["", "## Command", "", "From the directory the spec's `out` is relative to:", "", "```", shown, "```"]
     sections += ["", "Each run (first seed):", ""]
     sections += [f"- {variant.name}: `{shown_command(train_command(_first_job(jobs, variant)))}`" for variant in spec.variants]
     sections += ["", f"## Spec ({_portable(str(spec.path))})", "", "```toml", spec.text.rstrip(), "```", ""]
