@@ -84,3 +84,31 @@ def test_bf16_run_has_ratio_one_on_fresh_data(tmp_path, make_tiny_experiment):
     assert losses["ratio_max_deviation"].item() < 1e-3
     assert losses["clip_fraction"].item() == 0.0
     assert abs(losses["kl_k1"].item()) < 1e-4
+
+
+@pytest.mark.parametrize("native", [True, False, None])
+def test_bf16_on_a_cpu_without_native_bf16_warns_once_naming_the_fix(native, monkeypatch):
+    import warnings
+
+    from genpo.components.networks import cpu_precision
+
+    monkeypatch.setattr(cpu_precision, "cpu_has_native_bf16", lambda: native)
+    cpu_precision.warn_if_bf16_is_emulated.cache_clear()
+    network = VelocityMLP(2, 3, hidden_sizes=(8,), autocast_dtype="bfloat16")
+    half, observation, time = torch.randn(4, 2), torch.randn(4, 3), torch.rand(4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        network.compute(half, observation, time)
+        network.compute(half, observation, time)
+    messages = [str(warning.message) for warning in caught if issubclass(warning.category, RuntimeWarning)]
+    if native is False:
+        assert len(messages) == 1 and "autocast_dtype = None" in messages[0] and "avx512_bf16" in messages[0]
+    else:
+        assert messages == []
+    cpu_precision.warn_if_bf16_is_emulated.cache_clear()
+
+
+def test_this_cpu_flags_read_as_a_boolean_on_linux():
+    from genpo.components.networks.cpu_precision import cpu_has_native_bf16
+
+    assert cpu_has_native_bf16() in (True, False)

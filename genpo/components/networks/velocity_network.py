@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from genpo.components.base import TensorDictComponent
+from genpo.components.networks.cpu_precision import warn_if_bf16_is_emulated
 from genpo.components.networks.mlp import activation_class, mlp
 from genpo.validation import check_positive_int
 from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding
@@ -81,6 +82,8 @@ class VelocityMLP(TensorDictComponent):
         dtype = AUTOCAST_DTYPES[self.autocast_dtype]
         if torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == dtype:
             return contextlib.nullcontext()
+        if device_type == "cpu" and dtype == torch.bfloat16:
+            warn_if_bf16_is_emulated(type(self).__name__)
         return torch.autocast(device_type, dtype=dtype)
 
     def project_observation(self, observation: torch.Tensor) -> torch.Tensor:
