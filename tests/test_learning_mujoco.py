@@ -21,13 +21,14 @@ SHORT_HALFCHEETAH = [
 # How far the final return (mean of the last 3 logged returns: iterations 26, 28, 30, 96 episodes) must
 # beat both random play and the run's own first logged return (iteration 2, 32 episodes).
 #
-# Measured on an AMD EPYC (one torch thread), this 30-iteration run with the task's defaults (actions
-# clipped to [-1, 1], no entropy term; random play: -29.58), seeds 0-4:
-#   final:     3.5  28.4  11.6  52.1  13.5
-#   first:   -35.1 -25.6 -23.0 -22.9 -34.8
-# Worst final - random: 33.1 (seed 0), worst final - first: 34.6 (seed 2); bar 15: margins 18.1 and 19.6.
-# With clipping and the paper's entropy term (seeds 0-7) the worst were 36.2 and 31.6.
-# Before actions were clipped (16 seeds) the worst were 28.1 and 31.2 (seed 11), margins 13.1 and 16.2.
+# Measured on an AMD EPYC (one torch thread), this 30-iteration run with the task's defaults (N = 2 flow
+# steps with a bf16 velocity network (issue 12), actions clipped to [-1, 1], no entropy term; random play:
+# -29.58), seeds 0-5:
+#   final:     5.6  17.4  12.2  38.4  10.4  35.0
+#   first:   -38.4 -27.8 -24.8 -20.3 -35.5 -15.6
+# Worst final - random: 35.1 (seed 0), worst final - first: 36.9 (seed 2); bar 15: margins 20.1 and 21.9.
+# Earlier defaults: N = 5 in fp32 with clipping (seeds 0-4) worst 33.1 and 34.6; with the paper's entropy
+# term (seeds 0-7) 36.2 and 31.6; before actions were clipped (16 seeds) 28.1 and 31.2 (seed 11).
 # The old bar (+25 over the last 3) had a margin of 3 on seed 11 and would have failed on some CPU.
 #
 # What 15 means: uniform random play scores about -30 per 100 steps (control cost, no progress; standard
