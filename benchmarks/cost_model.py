@@ -20,7 +20,8 @@ Times: each part run alone in a loop on the trainer's own modules (collection: a
 them the whole iteration (``trainer.run_iteration()``, median of ``--iterations`` after one warm-up),
 whose remainder is the env, normalisers, GAE, optimiser, Python and TensorDict bookkeeping.
 
-``--bf16`` adds the opt-in ``velocity_network.mlp.autocast_dtype = 'bfloat16'`` against fp32 in the same
+``--bf16`` adds the velocity network under bf16 autocast (``velocity_network.mlp.autocast_dtype =
+'bfloat16'``, the MuJoCo tasks' default) against the same network in fp32 (``= None``), in the same
 process: the update's flow passes at the minibatch size and whole iterations, interleaved.
 
     .venv/bin/python -m benchmarks.cost_model 2>/dev/null              # HalfCheetah, about 2 min
@@ -43,6 +44,7 @@ from benchmarks.iteration_setup import gaussian_config, genpo_config, genpo_trai
 from genpo.training.trainer import Trainer
 
 BF16_BINDING = "velocity_network.mlp.autocast_dtype = 'bfloat16'"
+FP32_BINDING = "velocity_network.mlp.autocast_dtype = None"
 
 
 def linear_flops(module: nn.Module) -> int:
@@ -200,7 +202,7 @@ def cost_table(name: str, trainer: Trainer, args: argparse.Namespace) -> tuple[f
 
 
 def bf16_comparison(env_name: str, root: Path, args: argparse.Namespace) -> None:
-    fp32 = genpo_trainer(root / "fp32", genpo_config(env_name), [])
+    fp32 = genpo_trainer(root / "fp32", genpo_config(env_name), [FP32_BINDING])
     bf16 = genpo_trainer(root / "bf16", genpo_config(env_name), [BF16_BINDING])
     parts = {"fp32": Parts(fp32), "bf16": Parts(bf16)}
     minibatch = parts["fp32"].minibatch
