@@ -5,8 +5,8 @@ its learning runs (issue 12): e.g.
 
     .venv/bin/python -m benchmarks.variant_cost --steps 64 \\
         --variant default= \\
-        --variant N2='flow.dummy_action.num_steps = 2' \\
-        --variant N2_bf16="flow.dummy_action.num_steps = 2; velocity_network.mlp.autocast_dtype = 'bfloat16'"
+        --variant N5_fp32='flow.dummy_action.num_steps = 5; velocity_network.mlp.autocast_dtype = None' \\
+        --variant silu="velocity_network.mlp.activation = 'silu'; critic.mlp.activation = 'silu'"
 
 A variant is ``NAME=BINDING; BINDING; ...`` (nothing after ``=``: the task config as it is).
 """
