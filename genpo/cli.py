@@ -8,23 +8,42 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genpo import registry
 
+if TYPE_CHECKING:
+    from genpo.training.data_parallel import DataParallel
+
 
 def _train(args: argparse.Namespace) -> int:
+    """One run, or under torchrun one rank of a data-parallel run (rank 0 alone prints)."""
+    from genpo.training import data_parallel
+
+    parallel = data_parallel.join_from_environment()
+    try:
+        return _train_rank(args, parallel)
+    finally:
+        data_parallel.leave()
+
+
+def _train_rank(args: argparse.Namespace, parallel: DataParallel) -> int:
     from genpo.training.interrupts import TrainingInterrupted
 
-    trainer, iterations = _resume_run(args) if args.resume else _new_run(args)
+    trainer, iterations = _resume_run(args, parallel) if args.resume else _new_run(args, parallel)
     if trainer is None:
         return 0
     run_dir = trainer.run_dir
-    print(f"run directory: {run_dir}", flush=True)
     resume_hint = f"resume with: genpo train --resume {run_dir}"
+    if parallel.active:
+        resume_hint = f"resume with: torchrun --nproc-per-node {parallel.world_size} -m genpo train --resume {run_dir}"
+    if parallel.is_main:
+        print(f"run directory: {run_dir}", flush=True)
     try:
         summary = trainer.train(iterations, quiet=args.quiet)
     except TrainingInterrupted as stop:
-        print(f"genpo train: stopped by {stop}\n{resume_hint}", file=sys.stderr)
+        if parallel.is_main:
+            print(f"genpo train: stopped by {stop}\n{resume_hint}", file=sys.stderr)
         return stop.exit_code
     except KeyboardInterrupt:
         print(
@@ -33,25 +52,30 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if not parallel.is_main:
+        return 0
     print(f"learning curve: {run_dir / 'learning_curve.png'}")
     print(f"checkpoint: {trainer.checkpoint_path}")
     print(json.dumps(summary, indent=2))
     return 0
 
 
-def _new_run(args: argparse.Namespace):
+def _new_run(args: argparse.Namespace, parallel: DataParallel):
     """Build a new run from CONFIG; returns (trainer, iterations to run)."""
     if not args.config:
         raise SystemExit("genpo train: give a CONFIG.gin (e.g. gin/tasks/pendulum.gin) or --resume DIR")
     if args.allow_config_change:
         raise SystemExit("genpo train: --allow-config-change applies to --resume only")
+    if args.out is None and parallel.active:
+        raise SystemExit("genpo train: a data-parallel run needs --out (every rank must name the same directory)")
     out = args.out or _default_out(args.config)
     trainer_kind = args.trainer or "genpo"
+    _check_data_parallel(trainer_kind, parallel)
     trainer, settings = _trainer_entry_points(trainer_kind)[0](out, [args.config], _run_bindings(args), overwrite=args.overwrite)
     return trainer, settings.iterations
 
 
-def _resume_run(args: argparse.Namespace):
+def _resume_run(args: argparse.Namespace, parallel: DataParallel):
     """Rebuild the run in --resume DIR at its latest checkpoint; returns (trainer, iterations to run),
     or (None, 0) for a run that already reached its target."""
     from genpo.training.run_directory import iterations_to_run, read_config
@@ -64,16 +88,21 @@ def _resume_run(args: argparse.Namespace):
             "--iterations, --device, --allow-config-change and --quiet can)"
         )
     _, record = read_config(args.resume)
+    _check_data_parallel(record.trainer, parallel)
     resume = _trainer_entry_points(record.trainer)[1]
     trainer, _, record = resume(args.resume, allow_config_change=args.allow_config_change, bindings=_device_bindings(args))
-    iterations, record = iterations_to_run(args.resume, record, trainer.iteration, args.iterations)
-    if iterations == 0:
+    iterations, record = iterations_to_run(args.resume, record, trainer.iteration, args.iterations, write=parallel.is_main)
+    if iterations == 0 and parallel.is_main:
         print(
             f"{args.resume} already finished its {record.target_iterations} iterations; "
             f"`genpo train --resume {args.resume} --iterations N` trains N more"
         )
-        return None, 0
-    return trainer, iterations
+    return (None, 0) if iterations == 0 else (trainer, iterations)
+
+
+def _check_data_parallel(trainer_kind: str, parallel: DataParallel) -> None:
+    if parallel.active and trainer_kind != "genpo":
+        raise SystemExit(f"genpo train: the {trainer_kind} trainer runs in one process; launch it without torchrun")
 
 
 def _trainer_entry_points(trainer_kind: str):

@@ -223,7 +223,7 @@ def test_non_finite_loss_names_the_term_and_iteration(tmp_path, make_tiny_experi
     assert "loss_objective" not in message
     assert f"last good checkpoint: {trainer.checkpoint_path}" in message
     assert load_checkpoint(trainer.checkpoint_path, CHECKPOINT_KEYS)["iteration"] == 1
-    # stopped before the backward pass: no NaN reached the weights
+    # stopped before the optimiser step: no NaN reached the weights
     assert all(torch.isfinite(p).all() for p in trainer.critic.parameters())
 
 

@@ -17,6 +17,7 @@ from genpo.builders.env import build_env
 from genpo.components.normalizers.observation import EmpiricalNormalizer
 from genpo.components.normalizers.reward import ReturnStdScaler
 from genpo.envs.base import BatchedEnv
+from genpo.training import data_parallel
 from genpo.training.run_directory import (
     CONFIG_FILE,
     OPERATIVE_CONFIG_FILE,
@@ -183,21 +184,24 @@ def start_experiment(
     run killed before its first periodic checkpoint can still be resumed).
 
     Every binding is validated and every component built here, before any training step. A folder
-    that already holds a run is refused unless ``overwrite``.
+    that already holds a run is refused unless ``overwrite``. In a data-parallel run rank 0 alone
+    checks and writes the folder.
     """
     run_dir = Path(run_dir)
-    if holds_run(run_dir) and not overwrite:
+    main_rank = data_parallel.current().is_main
+    if main_rank and holds_run(run_dir) and not overwrite:
         prepare_new_run(run_dir)  # raises, naming --resume and --overwrite
     parse_config(config_files, bindings)
     trainer, settings = build(run_dir)
-    prepare_new_run(run_dir, overwrite=overwrite)
-    start_run(
-        run_dir,
-        trainer=trainer_kind,
-        config_text=gin.config_str(),
-        operative_text=gin.operative_config_str(),
-        target_iterations=settings.iterations,
-    )
+    if main_rank:
+        prepare_new_run(run_dir, overwrite=overwrite)
+        start_run(
+            run_dir,
+            trainer=trainer_kind,
+            config_text=gin.config_str(),
+            operative_text=gin.operative_config_str(),
+            target_iterations=settings.iterations,
+        )
     trainer.save()
     return trainer, settings
 
@@ -223,18 +227,25 @@ def continue_experiment(
         refuse_config_change(run_dir)
     parse_config([config], bindings)
     trainer, settings = build(run_dir)
-    trainer.history.discard_partial_writes()
+    main_rank = trainer.parallel.is_main
+    if main_rank:
+        trainer.history.discard_partial_writes()
     trainer.load()
-    if changed:
+    if changed and main_rank:
         old_operative = (run_dir / OPERATIVE_CONFIG_FILE).read_text()
         record = accept_config_change(run_dir, record, trainer.iteration, old_operative, gin.operative_config_str())
     return trainer, settings, record
 
 
 def _build(run_dir: Path) -> tuple[Trainer, RunSettings]:
+    """The trainer of ``run_settings()``; a rank of a data-parallel run seeds with seed + rank (its
+    own envs and sampling noise; the trainer starts every rank from rank 0's networks) and takes its
+    node's GPU."""
     settings = run_settings()
     if settings.num_threads is not None:
         torch.set_num_threads(settings.num_threads)
-    seed_everything(settings.seed)
-    env = build_env(seed=settings.seed, device=settings.device)
+    parallel = data_parallel.current()
+    seed = settings.seed + parallel.rank
+    seed_everything(seed)
+    env = build_env(seed=seed, device=parallel.device(settings.device))
     return build_trainer(env, run_dir), settings

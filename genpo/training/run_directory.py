@@ -129,13 +129,17 @@ def accept_config_change(run_dir: Path, record: RunRecord, iteration: int, old_o
     return updated
 
 
-def iterations_to_run(run_dir: Path, record: RunRecord, iteration: int, more: int | None) -> tuple[int, RunRecord]:
-    """How many iterations a resume runs: ``more`` (>= 1) beyond ``iteration``, or what is left of
-    the recorded target (0 for a run that already reached it)."""
+def iterations_to_run(
+    run_dir: Path, record: RunRecord, iteration: int, more: int | None, *, write: bool = True
+) -> tuple[int, RunRecord]:
+    """How many iterations a resume runs: ``more`` (>= 1) beyond ``iteration`` (the new target is
+    written to ``run.json`` when ``write``: by rank 0 alone in a data-parallel run), or what is left
+    of the recorded target (0 for a run that already reached it)."""
     if more is not None:
         if more < 1:
             raise RunDirectoryError(f"--iterations with --resume is how many more to train: must be >= 1, got {more}")
         record = attrs.evolve(record, target_iterations=iteration + more)
-        record.write(run_dir)
+        if write:
+            record.write(run_dir)
         return more, record
     return max(0, record.target_iterations - iteration), record

@@ -13,9 +13,11 @@ from torch import nn
 
 from genpo.components.actors.base import Actor
 from genpo.envs.base import BatchedEnv
+from genpo.training import data_parallel
 from genpo.training.checkpoint import load_module_state, restore_rng_state, rng_state
 from genpo.training.checkpoint_history import CheckpointHistory
-from genpo.training.errors import NonFiniteError
+from genpo.training.data_parallel import DataParallelError
+from genpo.training.errors import CheckpointError, NonFiniteError
 from genpo.training.rollout import RolloutCollector
 from genpo.training.run_directory import CHECKPOINT_DIR
 from genpo.training.training_loop import CheckpointedTrainer
@@ -70,7 +72,9 @@ class Trainer(CheckpointedTrainer):
     """Owns the run: networks, optimiser, lr controller, normalisers, collector and run directory.
 
     Depends only on the actor contract, the critic's ``compute``, a ``LossModule`` that returns
-    ``loss_*`` terms plus ``kl_k1``/``kl_k3`` diagnostics, and the env seam.
+    ``loss_*`` terms plus ``kl_k1``/``kl_k3`` diagnostics, and the env seam. Under torchrun it is one
+    rank of a data-parallel run (:mod:`genpo.training.data_parallel`): metrics and env steps are over
+    all ranks, and a checkpoint holds every rank's env, episodes, return scaler and RNG.
     """
 
     CHECKPOINT_KEYS = CHECKPOINT_KEYS
@@ -125,6 +129,8 @@ class Trainer(CheckpointedTrainer):
         )
         self.iteration = 0
         self.env_steps = 0
+        self.parallel = data_parallel.current()
+        self.parallel.broadcast_from_main([*actor.parameters(), *critic.parameters()])
 
     # ----------------------------------------------------------------------------------- one iteration
     def run_iteration(self) -> dict[str, float]:
@@ -144,7 +150,10 @@ class Trainer(CheckpointedTrainer):
             raise NonFiniteError(f"PPO update: {error}") from None
         finished = time.perf_counter()
         self.iteration += 1
-        self.env_steps += rollout.numel()
+        steps = rollout.numel() * self.parallel.world_size
+        self.env_steps += steps
+        if self.parallel.active:
+            episodes, update_metrics = self._across_ranks(episodes, update_metrics)
         episode_count = episodes["return"].numel()
         metrics = {
             "iteration": self.iteration,
@@ -154,7 +163,7 @@ class Trainer(CheckpointedTrainer):
             "episode_length_mean": episodes["length"].mean().item() if episode_count else math.nan,
             "episodes": episode_count,
             **update_metrics,
-            "env_steps_per_s": rollout.numel() / (finished - start),
+            "env_steps_per_s": steps / (finished - start),
             "collection_time": collected - start,
             "update_time": finished - collected,
         }
@@ -162,6 +171,26 @@ class Trainer(CheckpointedTrainer):
             if key.startswith("info/"):
                 metrics[key] = values.mean().item()
         return metrics
+
+    def _across_ranks(self, episodes: dict[str, torch.Tensor], update_metrics: dict[str, float]) -> tuple[dict, dict]:
+        """Every rank's finished episodes and the ranks' mean update metrics, after checking the
+        guarantee of data-parallel training: every rank holds rank 0's parameters and normaliser
+        statistics (``rank_difference``, the largest deviation found, is logged: 0)."""
+        shared = [*self._parameters]
+        for module in (self.observation_normalizer, self.critic_observation_normalizer, self.reward_scaler):
+            moments = getattr(module, "moments", None)
+            shared += [] if moments is None else list(moments.buffers())
+        difference = self.parallel.difference_from_main(shared)
+        if difference != 0.0:
+            raise DataParallelError(
+                f"iteration {self.iteration}: a rank's parameters or normaliser statistics differ from rank 0's "
+                f"by up to {difference:.3g}"
+            )
+        gathered = self.parallel.all_gather_object(({key: value.cpu() for key, value in episodes.items()}, update_metrics))
+        keys = {key for rank_episodes, _ in gathered for key in rank_episodes}
+        episodes = {key: torch.cat([rank_episodes[key] for rank_episodes, _ in gathered if key in rank_episodes]) for key in keys}
+        update_metrics = {key: sum(rank_metrics[key] for _, rank_metrics in gathered) / len(gathered) for key in update_metrics}
+        return episodes, {**update_metrics, "rank_difference": difference}
 
     def update(self, batch: TensorDict) -> dict[str, float]:
         """``epochs`` passes of ``minibatches`` clipped-PPO steps over the flattened rollout."""
@@ -175,15 +204,18 @@ class Trainer(CheckpointedTrainer):
             for index in range(settings.minibatches):
                 minibatch = batch[permutation[index * minibatch_size : (index + 1) * minibatch_size]]
                 losses = self.loss(minibatch)
-                self._set_learning_rate(self.lr_controller.step(losses[f"kl_{settings.kl_for_lr}"].item(), self.iteration))
                 total = sum(value for key, value in losses.items() if key.startswith("loss_"))
-                if not torch.isfinite(total):
-                    bad = [key for key, value in losses.items() if key.startswith("loss_") and not torch.isfinite(value)]
-                    raise NonFiniteError(
-                        f"iteration {self.iteration + 1}, epoch {epoch}, minibatch {index}: non-finite {', '.join(bad)}"
-                    )
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
+                # the gradients, the KL and the loss averaged over ranks, so that all take the same step
+                kl, total_value = self.parallel.average_gradients(self._parameters, [losses[f"kl_{settings.kl_for_lr}"], total])
+                if not math.isfinite(total_value):
+                    bad = [key for key, value in losses.items() if key.startswith("loss_") and not torch.isfinite(value)]
+                    raise NonFiniteError(
+                        f"iteration {self.iteration + 1}, epoch {epoch}, minibatch {index}: "
+                        f"non-finite {', '.join(bad) or 'loss on another rank'}"
+                    )
+                self._set_learning_rate(self.lr_controller.step(kl, self.iteration))
                 if settings.max_grad_norm is not None:
                     for group in self.optimizer.param_groups:
                         nn.utils.clip_grad_norm_(group["params"], settings.max_grad_norm)
@@ -195,6 +227,10 @@ class Trainer(CheckpointedTrainer):
         metrics["lr"] = self.lr_controller.learning_rate
         return metrics
 
+    @property
+    def _parameters(self) -> list[nn.Parameter]:
+        return [parameter for group in self.optimizer.param_groups for parameter in group["params"]]
+
     def _set_learning_rate(self, learning_rate: float) -> None:
         self.optimizer.param_groups[0]["lr"] = learning_rate
         if not self.separate_critic_lr:
@@ -202,8 +238,11 @@ class Trainer(CheckpointedTrainer):
 
     # ---------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
+        """The run's state (rank 0's env, episodes, return scaler and RNG at the top level); in a
+        data-parallel run also ``data_parallel``: the world size and every rank's own entries (a
+        collective: every rank calls it, rank 0 writes it)."""
         critic_normalizer = self.critic_observation_normalizer
-        return {
+        state = {
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "actor": self.actor.state_dict(),
@@ -216,10 +255,24 @@ class Trainer(CheckpointedTrainer):
             "collector": self.collector.state_dict(),
             "rng": rng_state(),
         }
+        if self.parallel.active:
+            ranks = self.parallel.all_gather_object({key: state[key] for key in _PER_RANK_KEYS})
+            state["data_parallel"] = {"world_size": self.parallel.world_size, "ranks": ranks}
+        return state
 
     def load_state_dict(self, state: dict, source: str | Path = "checkpoint") -> None:
         """Restore a :meth:`state_dict`; a network or normaliser that does not fit the one built from
-        the config fails naming the entry (``source`` names the file in that message)."""
+        the config fails naming the entry (``source`` names the file in that message). A rank of a
+        data-parallel run restores its own env, episodes, return scaler and RNG; the world size must
+        be the one that wrote the checkpoint."""
+        saved_world_size = state.get("data_parallel", {"world_size": 1})["world_size"]
+        if saved_world_size != self.parallel.world_size:
+            raise CheckpointError(
+                f"{source} was written by {saved_world_size} rank(s), this run has {self.parallel.world_size}: "
+                f"resume it with as many (torchrun --nproc-per-node, times the nodes)"
+            )
+        if self.parallel.active:
+            state = {**state, **state["data_parallel"]["ranks"][self.parallel.rank]}
         modules = {
             "actor": self.actor,
             "critic": self.critic,
@@ -239,3 +292,6 @@ class Trainer(CheckpointedTrainer):
 
 
 _METRIC_NAMES = {"loss_objective": "policy_loss", "loss_critic": "value_loss"}
+# What each rank of a data-parallel run keeps for itself: its envs (and their episodes and discounted
+# returns) and its random stream.
+_PER_RANK_KEYS = ("reward_scaler", "collector", "rng")

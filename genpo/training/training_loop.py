@@ -14,6 +14,7 @@ from typing import Protocol
 
 from genpo.training.checkpoint import load_checkpoint
 from genpo.training.checkpoint_history import CheckpointHistory
+from genpo.training.data_parallel import SINGLE_PROCESS, DataParallel
 from genpo.training.errors import NonFiniteError
 from genpo.training.interrupts import InterruptGuard, TrainingInterrupted
 from genpo.training.run_logger import RunLogger
@@ -49,6 +50,7 @@ def run_training(
     history: CheckpointHistory,
     checkpoint_interval: int,
     quiet: bool = False,
+    parallel: DataParallel = SINGLE_PROCESS,
 ) -> dict:
     """Run ``iterations`` more iterations of ``trainable`` (which continues from its checkpoint's
     iteration), logging each, checkpointing every ``checkpoint_interval`` iterations and at the end;
@@ -56,15 +58,22 @@ def run_training(
 
     SIGINT/SIGTERM: the iteration in flight finishes, a checkpoint is written and
     :class:`TrainingInterrupted` is raised; a second signal abandons the iteration at once.
+
+    Data-parallel (``parallel`` with several ranks): rank 0 alone logs and writes checkpoints (every
+    rank calls ``state_dict``, which gathers the ranks' states), and the ranks agree after each
+    iteration on whether any was signalled, so that all stop at the same iteration (returns ``{}``
+    on the other ranks).
     """
     if iterations < 1:
         raise ValueError(f"train: iterations must be >= 1, got {iterations!r}")
-    logger = RunLogger(run_dir, iterations, quiet=quiet, start_iteration=trainable.iteration)
+    logger = RunLogger(run_dir, iterations, quiet=quiet, start_iteration=trainable.iteration) if parallel.is_main else None
     saved_at = trainable.iteration
 
     def checkpoint() -> None:
         nonlocal saved_at
-        history.save(trainable.state_dict(), interval_return(logger.rows, saved_at))
+        state = trainable.state_dict()
+        if logger is not None:
+            history.save(state, interval_return(logger.rows, saved_at))
         saved_at = trainable.iteration
 
     try:
@@ -75,15 +84,17 @@ def run_training(
                 except NonFiniteError as error:
                     kept = f"{history.latest} (iteration {saved_at})" if history.latest.is_file() else "none written yet"
                     raise NonFiniteError(f"{error}; run stopped, last good checkpoint: {kept}") from None
-                logger.log(metrics)
-                if trainable.iteration % checkpoint_interval == 0 or interrupt.requested:
+                if logger is not None:
+                    logger.log(metrics)
+                stop_signal = parallel.max(interrupt.signum or 0)
+                if trainable.iteration % checkpoint_interval == 0 or stop_signal:
                     checkpoint()
-                if interrupt.requested:
-                    raise TrainingInterrupted(interrupt.signum, trainable.iteration, str(history.latest))
+                if stop_signal:
+                    raise TrainingInterrupted(stop_signal, trainable.iteration, str(history.latest))
             if saved_at != trainable.iteration:
                 checkpoint()
     finally:
-        summary = logger.close()
+        summary = logger.close() if logger is not None else {}
     return summary
 
 
@@ -96,6 +107,7 @@ class CheckpointedTrainer:
     CHECKPOINT_KEYS: tuple[str, ...] = ()
     run_dir: Path
     history: CheckpointHistory
+    parallel: DataParallel = SINGLE_PROCESS
 
     @property
     def checkpoint_path(self) -> Path:
@@ -111,11 +123,16 @@ class CheckpointedTrainer:
             history=self.history,
             checkpoint_interval=self.settings.checkpoint_interval,
             quiet=quiet,
+            parallel=self.parallel,
         )
 
     def save(self) -> Path:
-        """Checkpoint the current state as ``latest`` (and an iteration entry of the history)."""
-        return self.history.save(self.state_dict())
+        """Checkpoint the current state as ``latest`` (and an iteration entry of the history); rank 0
+        writes, every rank of a data-parallel run calls it."""
+        state = self.state_dict()
+        if self.parallel.is_main:
+            self.history.save(state)
+        return self.history.latest
 
     def load(self, path: str | Path | None = None) -> None:
         path = path or self.checkpoint_path
