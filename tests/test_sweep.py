@@ -355,6 +355,40 @@ def test_archive_keeps_the_metrics_and_rebuilds_the_same_report(resumed_sweep, t
         main(["sweep", str(spec.path), "--archive", str(archive)])
 
 
+def test_finished_runs_are_evaluated_once_and_the_evaluation_is_reported_and_archived(resumed_sweep, tmp_path, capsys):
+    spec, *_ = resumed_sweep
+    out = tmp_path / "out"
+    shutil.copytree(spec.out, out)
+    text = spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out)))
+    text = text.replace("[[variants]]", "evaluation_episodes = 3\n[[variants]]", 1)
+    path = tmp_path / "evaluated.toml"
+    path.write_text(text)
+    assert main(["sweep", str(path), "--report-only"]) == 0
+    assert capsys.readouterr().out.count("eval  ") == 4
+    stored = json.loads((out / "gaussian" / "seed1" / "evaluation.json").read_text())
+    assert (stored["episodes"], stored["noise"], stored["checkpoint_iteration"]) == (3, "zero", 2)
+    assert str(tmp_path) not in json.dumps(stored)  # archived: no path of this machine
+    assert main(["evaluate", str(out / "gaussian" / "seed1"), "--episodes", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["return_mean"] == pytest.approx(stored["return_mean"], rel=1e-6)
+    returns = [json.loads((out / variant / f"seed{seed}" / "evaluation.json").read_text())["return_mean"] for variant in ("genpo", "gaussian") for seed in (0, 1)]
+    evaluation = (out / "report.md").read_text().split("## Evaluation")[1]
+    assert f"| gaussian | 2 | {np.mean(returns[2:]):.2f} ± {np.std(returns[2:], ddof=1):.2f} |" in evaluation
+    stamp = (out / "genpo" / "seed0" / "evaluation.json").stat().st_mtime_ns
+    archive = tmp_path / "archive"
+    assert main(["sweep", str(path), "--report-only", "--archive", str(archive)]) == 0
+    assert "eval  " not in capsys.readouterr().out  # current evaluations are reused
+    assert (out / "genpo" / "seed0" / "evaluation.json").stat().st_mtime_ns == stamp
+    assert (archive / "genpo" / "seed0" / "evaluation.json").is_file()
+    assert (archive / "report.md").read_text().split("## Evaluation")[1].split("##")[0] == evaluation.split("##")[0]
+
+
+def test_bad_evaluation_settings_fail_naming_the_key(tmp_path):
+    with pytest.raises(ValueError, match="evaluation_noise must be one of zero, fixed, random"):
+        write_spec(tmp_path, 'evaluation_noise = "none"\n[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n')
+    with pytest.raises(ValueError, match="evaluation_episodes"):
+        write_spec(tmp_path, 'evaluation_episodes = 0\n[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n')
+
+
 def test_failing_run_is_reported_and_the_others_finish(tmp_path, capsys):
     spec = write_spec(
         tmp_path,

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import attrs
 
+from genpo.experiments.evaluation import EVALUATION_FILE, evaluate_runs
+from genpo.experiments.ray_backend import RayOptions, run_sweep_on_ray
 from genpo.experiments.report import write_report
 from genpo.experiments.runner import JobResult, default_max_parallel, job_state, run_sweep, terminate_as_interrupt, train_command
 from genpo.experiments.spec import Job, load_spec, plan
 
-# What an archive keeps of a run: enough to rebuild the report (metrics, summary) and to know the run.
-ARCHIVED_FILES = ("metrics.csv", "summary.json", "config.gin", "run.json")
+# What an archive keeps of a run: enough to rebuild the report (metrics, summary, evaluation) and to know the run.
+ARCHIVED_FILES = ("metrics.csv", "summary.json", "config.gin", "run.json", EVALUATION_FILE)
 
 
 def print_plan(jobs: list[Job], at_once: int) -> None:
@@ -38,6 +40,10 @@ def show_event(event: str, job: Job, result: JobResult | None) -> None:
         print(f"done  {job.label} ({result.seconds:.1f} s)", flush=True)
     else:
         print(f"FAIL  {job.label} (exit code {result.returncode}):\n{result.stderr_tail}", file=sys.stderr, flush=True)
+
+
+def show_evaluation(job: Job, result: dict) -> None:
+    print(f"eval  {job.label}: return {result['return_mean']:.1f} ({result['episodes']} episodes, {result['noise']} noise)", flush=True)
 
 
 def archive_runs(jobs: list[Job], archive: Path) -> int:
@@ -65,19 +71,16 @@ def main(
     command: str,
     out: Path | None = None,
     archive: Path | None = None,
+    ray: RayOptions | None = None,
 ) -> int:
     """What ``genpo sweep`` does; returns the exit code (1 when a run failed, 130 when interrupted).
     ``out`` replaces the spec's output directory; ``archive`` (with ``report_only``) copies the runs'
-    metrics there and writes the report from the copy."""
+    metrics there and writes the report from the copy. Finished runs are evaluated first when the spec
+    asks for it (:func:`~genpo.experiments.evaluation.evaluate_runs`)."""
     spec = load_spec(spec_path)
     if out is not None:
         spec = attrs.evolve(spec, out=out)
     jobs = plan(spec)
-    if archive is not None:
-        copied = archive_runs(jobs, Path(archive))
-        print(f"archived {copied} of {len(jobs)} runs in {archive}")
-        spec = attrs.evolve(spec, out=archive)
-        jobs = plan(spec)
     if dry_run:
         print_plan(jobs, default_max_parallel(spec.threads_per_run) if max_parallel is None else max_parallel)
         return 0
@@ -85,11 +88,20 @@ def main(
     if not report_only:
         try:
             with terminate_as_interrupt():
-                results = run_sweep(spec, max_parallel=max_parallel, on_event=show_event)
+                if ray is None:
+                    results = run_sweep(spec, max_parallel=max_parallel, on_event=show_event)
+                else:
+                    results = run_sweep_on_ray(spec, ray, on_event=show_event)
         except KeyboardInterrupt:
             print(f"genpo sweep: interrupted; run the same command again to resume: {command}", file=sys.stderr)
             return 130
         failed = [result for result in results if result.status == "failed"]
+    evaluate_runs(spec, jobs, on_event=show_evaluation)
+    if archive is not None:
+        copied = archive_runs(jobs, Path(archive))
+        print(f"archived {copied} of {len(jobs)} runs in {archive}")
+        spec = attrs.evolve(spec, out=archive)
+        jobs = plan(spec)
     report = write_report(spec, command, jobs)
     print(f"report: {report}")
     if failed:

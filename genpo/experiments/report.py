@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from genpo.experiments import statistics
+from genpo.experiments.evaluation import evaluation_return
 from genpo.experiments.plots import plot_curves
 from genpo.builders.config import GIN_DIR
 from genpo.experiments.runner import job_state, run_status, train_command
@@ -47,6 +48,15 @@ def results_table(stats: Sequence[VariantStats], confidence: float = DEFAULT_CON
     return "\n".join(lines)
 
 
+def _scores_cells(entry: statistics.FinalReturns) -> str:
+    """``runs | mean ± std | IQM [low, high]`` of the finite values."""
+    runs = sum(math.isfinite(value) for value in entry.finals)
+    return (
+        f"{runs} | {format_number(entry.mean)} ± {format_number(entry.std)} | "
+        f"{format_number(entry.iqm)} [{format_number(entry.iqm_low)}, {format_number(entry.iqm_high)}]"
+    )
+
+
 def budget_table(rows: Sequence[tuple[str, statistics.BudgetStats]], confidence: float = DEFAULT_CONFIDENCE) -> str:
     """Markdown table of final returns cut at budgets: variant, budget, runs that reached it, mean +- std, IQM [CI]."""
     percent = f"{100 * confidence:g}%"
@@ -56,10 +66,15 @@ def budget_table(rows: Sequence[tuple[str, statistics.BudgetStats]], confidence:
     ]
     for name, entry in rows:
         at = f"{entry.budget:g} env steps" if entry.axis == "env_steps" else f"{entry.budget:g} train s"
-        lines.append(
-            f"| {name} | {at} | {len(entry.finals)} | {format_number(entry.mean)} ± {format_number(entry.std)} | "
-            f"{format_number(entry.iqm)} [{format_number(entry.iqm_low)}, {format_number(entry.iqm_high)}] |"
-        )
+        lines.append(f"| {name} | {at} | {_scores_cells(entry)} |")
+    return "\n".join(lines)
+
+
+def evaluation_table(rows: Sequence[tuple[str, statistics.FinalReturns]], confidence: float = DEFAULT_CONFIDENCE) -> str:
+    """Markdown table of the runs' evaluation returns: variant, runs evaluated, mean +- std, IQM [CI]."""
+    percent = f"{100 * confidence:g}%"
+    lines = [f"| variant | runs | evaluation return mean ± std | IQM [{percent} CI] |", "|---|---|---|---|"]
+    lines += [f"| {name} | {_scores_cells(entry)} |" for name, entry in rows]
     return "\n".join(lines)
 
 
@@ -115,6 +130,18 @@ def budget_stats(spec: SweepSpec, jobs: Sequence[Job]) -> list[tuple[str, statis
     return rows
 
 
+def evaluation_stats(spec: SweepSpec, jobs: Sequence[Job]) -> list[tuple[str, statistics.FinalReturns]]:
+    """Every variant's stored evaluation returns (runs without a matching ``evaluation.json`` left out)."""
+    rows = []
+    for variant in spec.variants:
+        returns = [evaluation_return(job.run_dir, spec) for job in jobs if job.variant.name == variant.name]
+        scores = statistics.FinalReturns.scores(
+            returns, resamples=spec.bootstrap_resamples, confidence=spec.confidence, seed=statistics.DEFAULT_SEED
+        )
+        rows.append((variant.name, statistics.FinalReturns(**scores)))
+    return rows
+
+
 # ---------------------------------------------------------------------------------------- report
 def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = None) -> Path:
     """Aggregate every variant's runs into ``OUT/report.md``, the two curve PNGs and ``curves.csv``."""
@@ -162,6 +189,16 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
             "training seconds), as if it had stopped there; runs that did not reach a budget are left out.",
             "",
             budget_table(at_budgets, spec.confidence),
+        ]
+    if spec.evaluation_episodes is not None:
+        sections += [
+            "",
+            "## Evaluation",
+            "",
+            f"Each finished run's final policy over {spec.evaluation_episodes} episodes (one per env, from step 0, "
+            f"the same env seed for every run) with {spec.evaluation_noise} noise (`evaluation.json` in the run).",
+            "",
+            evaluation_table(evaluation_stats(spec, jobs), spec.confidence),
         ]
     if notes:
         sections += ["", "## Unfinished runs", "", *notes]

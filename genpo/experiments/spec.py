@@ -10,6 +10,8 @@ A spec (see ``docs/sweeps.md``)::
     last_k = 3                              # final return = mean of the last k logged returns
     report_env_steps = [256000]             # also report the final return cut at these env steps ...
     report_train_seconds = [120.0]          # ... and at these training seconds (optional)
+    evaluation_episodes = 16                # evaluate each finished run's policy (optional) ...
+    evaluation_noise = "zero"               # ... under this noise (zero: deterministic; fixed, random)
     bindings = []                           # extra gin bindings for every run (optional)
 
     [[variants]]
@@ -40,13 +42,15 @@ import attrs
 
 from genpo.builders.config import resolve_config_path
 from genpo.experiments.statistics import DEFAULT_CONFIDENCE, DEFAULT_LAST_K, DEFAULT_RESAMPLES
+from genpo.training.evaluation import NOISE_MODES
 from genpo.validation import check_positive_int
 
 TRAINERS = ("genpo", "rsl_rl")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+,-]*$")
 _SPEC_KEYS = {
     "out", "seeds", "iterations", "env_steps", "threads_per_run", "last_k", "bindings", "variants", "grid",
-    "bootstrap_resamples", "confidence", "report_env_steps", "report_train_seconds",
+    "bootstrap_resamples", "confidence", "report_env_steps", "report_train_seconds", "evaluation_episodes",
+    "evaluation_noise",
 }  # fmt: skip
 _VARIANT_KEYS = {"name", "config", "bindings", "trainer"}
 _GRID_KEYS = {"config", "values", "prefix", "bindings"}
@@ -107,6 +111,11 @@ def _confidence(spec: SweepSpec, attribute: attrs.Attribute, confidence: object)
         raise ValueError(f"{spec.path}: confidence must be a float in (0, 1), got {confidence!r}")
 
 
+def _noise(spec: SweepSpec, attribute: attrs.Attribute, noise: object) -> None:
+    if noise not in NOISE_MODES:
+        raise ValueError(f"{spec.path}: evaluation_noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
+
+
 def _budgets(spec: SweepSpec, attribute: attrs.Attribute, budgets: object) -> None:
     valid = isinstance(budgets, tuple) and all(
         isinstance(budget, int | float) and not isinstance(budget, bool) and math.isfinite(budget) and budget > 0
@@ -133,6 +142,8 @@ class SweepSpec:
     confidence: float = attrs.field(default=DEFAULT_CONFIDENCE, validator=_confidence)
     report_env_steps: tuple[float, ...] = attrs.field(default=(), converter=_tuple, validator=_budgets)
     report_train_seconds: tuple[float, ...] = attrs.field(default=(), converter=_tuple, validator=_budgets)
+    evaluation_episodes: int | None = attrs.field(default=None, validator=_spec_int)
+    evaluation_noise: str = attrs.field(default="zero", validator=_noise)
 
 
 # ------------------------------------------------------------------------------------------- parsing
@@ -215,7 +226,7 @@ def parse_spec(text: str, path: Path | str = "<spec>") -> SweepSpec:
         variants.extend(expand_grid(grid, path))
     settings_keys = (
         "iterations", "env_steps", "threads_per_run", "last_k", "bootstrap_resamples", "confidence",
-        "report_env_steps", "report_train_seconds",
+        "report_env_steps", "report_train_seconds", "evaluation_episodes", "evaluation_noise",
     )  # fmt: skip
     settings = {key: data[key] for key in settings_keys if key in data}
     return SweepSpec(
