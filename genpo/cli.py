@@ -181,6 +181,18 @@ def _sweep(args: argparse.Namespace) -> int:
         raise SystemExit("genpo sweep: --dry-run and --report-only exclude each other")
     if args.archive is not None and not args.report_only:
         raise SystemExit("genpo sweep: --archive needs --report-only (archive the runs present, run nothing)")
+    ray = None
+    if args.backend == "ray":
+        from genpo.experiments.ray_backend import RayOptions
+
+        if args.max_parallel is not None:
+            raise SystemExit("genpo sweep: --max-parallel is for --backend local; Ray runs what --cpus-per-run / --gpus-per-run fit")
+        ray = RayOptions(args.address, args.cpus_per_run, args.gpus_per_run or 0.0)
+    else:
+        given = [name for name, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
+                 ("--gpus-per-run", args.gpus_per_run)) if value is not None]  # fmt: skip
+        if given:
+            raise SystemExit(f"genpo sweep: {', '.join(given)} need --backend ray")
     command = shlex.join(["genpo", *sys.argv[1:]]) if args.argv is None else shlex.join(["genpo", *args.argv])
     return sweep_main(
         args.spec,
@@ -190,6 +202,7 @@ def _sweep(args: argparse.Namespace) -> int:
         command=command,
         out=args.out,
         archive=args.archive,
+        ray=ray,
     )
 
 
@@ -275,10 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(handler=_play)
 
     sweep = commands.add_parser(
-        "sweep", help="train every (variant, seed) of a TOML sweep spec in parallel processes, then write a report"
+        "sweep", help="train every (variant, seed) of a TOML sweep spec in parallel processes or Ray tasks, then write a report"
     )
     sweep.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. sweeps/pendulum_schemes.toml; see docs/sweeps.md")
     sweep.add_argument("--max-parallel", type=int, metavar="N", help="runs at once (default: cores // threads_per_run)")
+    sweep.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: processes on this machine; ray: one Ray task per run (the scale extra; see docs/scaling.md)",
+    )
+    sweep.add_argument("--address", help="with --backend ray: the cluster to join (default: start Ray on this machine)")
+    sweep.add_argument("--cpus-per-run", type=float, metavar="C", help="with --backend ray: CPUs per run (default: threads_per_run)")
+    sweep.add_argument("--gpus-per-run", type=float, metavar="G", help="with --backend ray: GPUs per run (default: 0)")
     sweep.add_argument("--dry-run", action="store_true", help="print each run's command (or that it is finished); run nothing")
     sweep.add_argument("--report-only", action="store_true", help="run nothing; aggregate the runs present into OUT/report.md")
     sweep.add_argument("--out", type=Path, metavar="DIR", help="the sweep's directory instead of the spec's out (e.g. an archive)")

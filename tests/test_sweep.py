@@ -473,3 +473,27 @@ def test_every_committed_spec_parses_and_its_bindings_are_valid(path):
     for variant in spec.variants:
         gin.clear_config()
         parse_config([variant.config], [*spec.bindings, *variant.bindings])
+
+
+# ------------------------------------------------------------------------------------------ Ray backend
+def test_ray_backend_gives_the_local_backends_report_rows(resumed_sweep, tmp_path):
+    """The same spec and seeds as Ray tasks on a Ray instance started here: the same runs and the same
+    report rows (but for the training seconds)."""
+    pytest.importorskip("ray", reason="the scale extra")
+    spec, *_ = resumed_sweep
+    out = tmp_path / "ray"
+    path = tmp_path / "ray.toml"
+    path.write_text(spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out))))
+    assert main(["sweep", str(path), "--backend", "ray", "--cpus-per-run", "1"]) == 0
+    for job in plan(spec):
+        status = json.loads((out / job.variant.name / job.run_dir.name / "sweep_run.json").read_text())
+        assert status["returncode"] == 0 and "--seed" in status["command"]
+
+    def without_seconds(report: Path) -> list[str]:
+        return [row.rsplit("|", 2)[0] for row in results_rows(report.read_text())]
+
+    assert without_seconds(out / "report.md") == without_seconds(spec.out / "report.md")
+    with pytest.raises(SystemExit, match="--max-parallel is for --backend local"):
+        main(["sweep", str(path), "--backend", "ray", "--max-parallel", "2"])
+    with pytest.raises(SystemExit, match="--address need --backend ray"):
+        main(["sweep", str(path), "--address", "auto"])

@@ -73,7 +73,8 @@ def main(
     archive: Path | None = None,
     ray: RayOptions | None = None,
 ) -> int:
-    """What ``genpo sweep`` does; returns the exit code (1 when a run failed, 130 when interrupted).
+    """What ``genpo sweep`` does, the runs as local processes or, with ``ray``, as Ray tasks; returns the
+    exit code (1 when a run failed, 130 when interrupted).
     ``out`` replaces the spec's output directory; ``archive`` (with ``report_only``) copies the runs'
     metrics there and writes the report from the copy. Finished runs are evaluated first when the spec
     asks for it (:func:`~genpo.experiments.evaluation.evaluate_runs`)."""

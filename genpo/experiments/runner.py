@@ -141,6 +141,16 @@ class _Children:
                 process.terminate()
 
 
+def _wait(process: subprocess.Popen) -> int:
+    """``process.wait()`` in short polls: an interrupt raised in this thread without a signal (Ray's
+    task cancellation) is seen at once, not when the process ends."""
+    while True:
+        try:
+            return process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_job(job: Job, children: _Children | None = None) -> JobResult:
     """Run one job to completion in a child process (restarting or resuming as :func:`job_state` says)."""
     state, more = job_state(job)
@@ -159,7 +169,11 @@ def run_job(job: Job, children: _Children | None = None) -> JobResult:
     with open(stdout_path, "ab") as stdout, open(stderr_path, "wb") as stderr:
         process = children.start(command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, env=environment)
         try:
-            returncode = process.wait()
+            returncode = _wait(process)
+        except BaseException:  # interrupted here (a cancelled Ray task): SIGTERM, the run checkpoints and stops
+            process.terminate()
+            process.wait()
+            raise
         finally:
             children.finished(process)
     seconds = time.monotonic() - start
