@@ -26,6 +26,9 @@ def toml_list(values):
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
 
+VARIANT = '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n'
+
+
 def write_spec(tmp_path, body, *, seeds=(0, 1), iterations=2, name="spec.toml"):
     text = f"out = {json.dumps(str(tmp_path / 'out'))}\nseeds = {list(seeds)}\niterations = {iterations}\n"
     text += f"bindings = {toml_list(TINY_BINDINGS)}\n" + textwrap.dedent(body)
@@ -102,6 +105,19 @@ def test_env_steps_budget_rounds_up_to_whole_iterations(tmp_path):
     assert plan(parse_spec(text))[0].iterations == 3  # 300 / 128 -> 3
 
 
+def test_a_variant_can_have_its_own_budget(tmp_path):
+    """A cheap baseline run to 2B beside contenders at B (read at B through report_env_steps)."""
+    bindings = 'bindings = ["genpo.build_env.num_envs = 16", "genpo.trainer.steps_per_env = 8"]\n'
+    text = f'out = "{tmp_path}"\nenv_steps = 300\n' + VARIANT + bindings
+    text += '[[variants]]\nname = "b"\nconfig = "tasks/pendulum.gin"\nenv_steps = 600\n' + bindings
+    text += '[[variants]]\nname = "c"\nconfig = "tasks/pendulum.gin"\niterations = 7\n'
+    assert [job.iterations for job in plan(parse_spec(text))] == [3, 5, 7]  # 300 / 128, 600 / 128
+    with pytest.raises(ValueError, match="variant 'b': give at most one budget"):
+        parse_spec(text.replace("env_steps = 600", "env_steps = 600\niterations = 2"))
+    with pytest.raises(ValueError, match="variant 'c': iterations must be a positive integer, got 0"):
+        parse_spec(text.replace("iterations = 7", "iterations = 0"))
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -116,9 +132,6 @@ def test_env_steps_budget_rounds_up_to_whole_iterations(tmp_path):
 def test_bad_spec_fails_naming_the_problem(text, message):
     with pytest.raises(ValueError, match=message):
         parse_spec(text)
-
-
-VARIANT = '[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n'
 
 
 @pytest.mark.parametrize(

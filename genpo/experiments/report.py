@@ -163,7 +163,10 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
         plot_curves(stats, x, spec.out / filename, spec.confidence)
     write_curves_csv(stats, spec.out / CURVES_CSV)
 
-    budget = f"{spec.iterations} iterations" if spec.iterations is not None else f"{spec.env_steps} env steps"
+    budget = _budget_text(spec.iterations, spec.env_steps)
+    own = [f"{variant.name} {_budget_text(variant.iterations, variant.env_steps)}" for variant in spec.variants if variant.has_own_budget]
+    if own:
+        budget += f" ({', '.join(own)})"
     sections = [
         f"# Sweep report: {spec.path.name}",
         "",
@@ -221,6 +224,10 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
     path = spec.out / REPORT_FILE
     path.write_text("\n".join(sections))
     return path
+
+
+def _budget_text(iterations: int | None, env_steps: int | None) -> str:
+    return f"{iterations} iterations" if iterations is not None else f"{env_steps} env steps"
 
 
 def shown_command(command: Sequence[str]) -> str:

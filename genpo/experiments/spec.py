@@ -19,6 +19,7 @@ A spec (see ``docs/sweeps.md``)::
     config = "tasks/pendulum.gin"           # a task config or an ablation file
     bindings = []                           # optional
     trainer = "genpo"                       # optional; "rsl_rl" for rsl_rl's runner on a Gaussian config
+    env_steps = 1000000                     # optional: this variant's own budget (or iterations)
 
     [[grid]]                                # optional, repeatable: the cartesian product of values
     config = "tasks/pendulum.gin"
@@ -52,7 +53,7 @@ _SPEC_KEYS = {
     "bootstrap_resamples", "confidence", "report_env_steps", "report_train_seconds", "evaluation_episodes",
     "evaluation_noise",
 }  # fmt: skip
-_VARIANT_KEYS = {"name", "config", "bindings", "trainer"}
+_VARIANT_KEYS = {"name", "config", "bindings", "trainer", "iterations", "env_steps"}
 _GRID_KEYS = {"config", "values", "prefix", "bindings"}
 
 
@@ -67,6 +68,12 @@ class Variant:
     config: Path
     bindings: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     trainer: str = "genpo"  # "rsl_rl": rsl_rl's OnPolicyRunner on the (Gaussian) config; see genpo.baselines.rsl_rl
+    iterations: int | None = None  # the variant's own budget instead of the spec's (e.g. a cheap baseline at 2B)
+    env_steps: int | None = None
+
+    @property
+    def has_own_budget(self) -> bool:
+        return self.iterations is not None or self.env_steps is not None
 
 
 # ---------------------------------------------------------------------- validators naming the spec file
@@ -93,6 +100,11 @@ def _variants(spec: SweepSpec, attribute: attrs.Attribute, variants: tuple[Varia
     if not variants:
         raise ValueError(f"{spec.path}: no variants (give [[variants]] and/or [grid])")
     for variant in variants:
+        if variant.iterations is not None and variant.env_steps is not None:
+            raise ValueError(f"{spec.path}: variant {variant.name!r}: give at most one budget, 'iterations' or 'env_steps'")
+        for key in ("iterations", "env_steps"):
+            if getattr(variant, key) is not None:
+                check_positive_int(f"{spec.path}: variant {variant.name!r}", key, getattr(variant, key))
         if variant.trainer not in TRAINERS:
             raise ValueError(
                 f"{spec.path}: variant {variant.name!r}: trainer must be one of {TRAINERS}, got {variant.trainer!r}"
@@ -203,9 +215,18 @@ def expand_grid(grid: dict, spec_path: Path | str = "<spec>") -> list[Variant]:
 
 def _variant(entry: dict, path: Path) -> Variant:
     if set(entry) - _VARIANT_KEYS or "name" not in entry or "config" not in entry:
-        raise ValueError(f"{path}: each [[variants]] needs 'name' and 'config' (optional 'bindings', 'trainer'), got {entry!r}")
-    trainer = entry.get("trainer", "genpo")
-    return Variant(str(entry["name"]), resolve_config_path(entry["config"]), tuple(entry.get("bindings", ())), trainer)
+        raise ValueError(
+            f"{path}: each [[variants]] needs 'name' and 'config' (optional 'bindings', 'trainer', 'iterations', "
+            f"'env_steps'), got {entry!r}"
+        )
+    return Variant(
+        str(entry["name"]),
+        resolve_config_path(entry["config"]),
+        tuple(entry.get("bindings", ())),
+        entry.get("trainer", "genpo"),
+        entry.get("iterations"),
+        entry.get("env_steps"),
+    )
 
 
 def parse_spec(text: str, path: Path | str = "<spec>") -> SweepSpec:
@@ -265,12 +286,14 @@ class Job:
 
 
 def iterations_for(variant: Variant, spec: SweepSpec) -> int:
-    """The iteration budget: ``iterations``, or ``env_steps`` over (num_envs x steps_per_env) rounded up.
+    """The iteration budget: the variant's own or else the spec's ``iterations``, or ``env_steps`` over
+    (num_envs x steps_per_env) rounded up.
 
     The env-step budget reads the variant's bindings through gin's global config, cleared before and after.
     """
-    if spec.iterations is not None:
-        return spec.iterations
+    iterations, env_steps = (variant.iterations, variant.env_steps) if variant.has_own_budget else (spec.iterations, spec.env_steps)
+    if iterations is not None:
+        return iterations
     import gin
 
     from genpo.builders.config import parse_config
@@ -287,7 +310,7 @@ def iterations_for(variant: Variant, spec: SweepSpec) -> int:
             ) from error
     finally:
         gin.clear_config()
-    return max(1, math.ceil(spec.env_steps / per_iteration))
+    return max(1, math.ceil(env_steps / per_iteration))
 
 
 def plan(spec: SweepSpec) -> list[Job]:
