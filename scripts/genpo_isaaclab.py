@@ -4,8 +4,8 @@
 
 Isaac Lab 2.x starts Kit with its ``AppLauncher`` before anything else is imported (its train.py does so;
 its launcher notes that torch's NumPy/OpenBLAS import can crash Kit's start-up), while ``import genpo``
-imports torch. This script starts Kit first (``--kit-device`` must equal the run's ``genpo.run.device``),
-then runs the genpo command line unchanged. On Isaac Lab 3.x it only runs the command: there
+imports torch. This script starts Kit first (``--kit-device`` must equal the run's ``genpo.run.device``;
+under torchrun both default to the rank's GPU, ``cuda:LOCAL_RANK``), then runs the genpo command line unchanged. On Isaac Lab 3.x it only runs the command: there
 ``launch_simulation`` needs the task's config, which the adapter loads first, as Isaac Lab's 3.x train.py does.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import sys
 
 
@@ -23,7 +24,11 @@ def kit_launcher_argv(device: str, visualizer: str | None) -> list[str]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--kit-device", default="cuda:0", help="device Kit simulates on (Isaac Lab 2.x)")
+    parser.add_argument(
+        "--kit-device",
+        default=f"cuda:{os.environ.get('LOCAL_RANK', '0')}",
+        help="device Kit simulates on (Isaac Lab 2.x; default cuda:0, under torchrun the rank's GPU)",
+    )
     parser.add_argument("--kit-visualizer", default=None, help="open a viewer (Isaac Lab 2.x: any value)")
     own, genpo_argv = parser.parse_known_args(argv)
     try:

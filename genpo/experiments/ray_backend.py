@@ -62,7 +62,11 @@ def _init_keeping_sigterm_handler(ray, address: str | None) -> None:
     """``ray.init``, then this process's SIGTERM handler back: Ray's exits at once, runs and all; the
     sweep's (:func:`~genpo.experiments.runner.terminate_as_interrupt`) cancels the tasks as Ctrl-C does."""
     handler = signal.getsignal(signal.SIGTERM)
-    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"join the Ray cluster at {address}" if address else "start or join Ray"
+        raise RuntimeError(f"--backend ray: could not {where}: {str(error).splitlines()[0]}") from None
     if handler is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
 
@@ -87,8 +91,10 @@ def run_sweep_on_ray(
     ``on_event`` as in :func:`~genpo.experiments.runner.run_sweep` (``"start"`` when a task is
     submitted; Ray may queue it until a node has the resources).
     """
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("--backend ray needs ray: install genpo's scale extra (pip install 'genpo[scale]')") from None
     spec = attrs.evolve(spec, out=spec.out.resolve())  # absolute run directories: the tasks run elsewhere
     jobs = plan(spec)
     spec.out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +124,7 @@ def run_sweep_on_ray(
                 result = attrs.evolve(ray.get(done[0]), job=jobs[index])
             except ray.exceptions.RayError as error:  # the task itself failed (e.g. its node was lost)
                 result = JobResult(jobs[index], "failed", None, 0.0, f"{type(error).__name__}: {error}")
-            notify("done" if result.status == "ok" else "fail", jobs[index], result)
+            notify("done" if result.status in ("ok", "skipped") else "fail", jobs[index], result)
             results[index] = result
     except BaseException:  # Ctrl-C: cancel what is left; the running runs checkpoint and stop
         for reference in pending:
