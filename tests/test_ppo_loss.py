@@ -142,6 +142,124 @@ def test_clipped_value_loss_matches_hand_computation(value_clip, expected):
     assert loss(batch)["loss_critic"].item() == pytest.approx(0.5 * expected, abs=1e-12)
 
 
+# ------------------------------------------------------------------------------ the other schemes' ratios
+class StoredTermsActor(StoredLogProbActor):
+    """Current log-likelihood terms from the batch's ``new_terms``; ``log_prob`` is their sum (a chain's)."""
+
+    log_prob_term_reduction = "sum"
+
+    def __init__(self, action_dim=1):
+        super().__init__()
+        self.action_dim = action_dim
+
+    @property
+    def noise_dim(self) -> int:
+        return 5
+
+    def log_prob_terms(self, tensordict):
+        return tensordict["new_terms"]
+
+    def log_prob(self, tensordict):
+        return tensordict["new_terms"].sum(-1)
+
+
+def terms_batch(ratios, advantages):
+    """Stored terms and current ones whose per-term ratios are ``ratios`` [n, K]."""
+    ratios = torch.tensor(ratios, dtype=torch.float64)
+    old_terms = torch.linspace(-1.0, 0.5, ratios.numel(), dtype=torch.float64).reshape(ratios.shape)
+    n = ratios.shape[0]
+    return TensorDict(
+        action_log_prob=old_terms.sum(-1),
+        action_log_prob_terms=old_terms,
+        new_terms=old_terms + ratios.log(),
+        advantage=torch.tensor(advantages, dtype=torch.float64).unsqueeze(-1),
+        value=torch.zeros(n, 1, dtype=torch.float64),
+        state_value=torch.zeros(n, 1, dtype=torch.float64),
+        value_target=torch.zeros(n, 1, dtype=torch.float64),
+        batch_size=[n],
+    )
+
+
+def test_per_term_ratio_clips_each_term_and_discounts_the_far_ones():
+    """DPPO's denoising-MDP loss by hand: per step min(r A_k, clip(r, 1 +- e_k) A_k), A_k = A gamma^(K-1-k)."""
+    ratios = [[1.5, 0.95, 1.05], [0.5, 1.2, 1.0]]
+    advantages = [1.0, -2.0]
+    loss = PPOLoss(StoredTermsActor(), StoredValueCritic(), clip_epsilon=0.1, ratio="per_term", term_discount=0.5)
+    out = loss(terms_batch(ratios, advantages))
+    weights = [0.25, 0.5, 1.0]
+    expected = 0.0
+    for row, advantage in zip(ratios, advantages, strict=True):
+        for r, w in zip(row, weights, strict=True):
+            a = advantage * w
+            expected += min(r * a, min(max(r, 0.9), 1.1) * a)
+    assert out["loss_objective"].item() == pytest.approx(-expected / 6, abs=1e-12)
+    assert out["clip_fraction"].item() == pytest.approx(3 / 6)  # 1.5, 0.5 and 1.2 lie outside 1 +- 0.1
+    joint = sum(math.log(r) for row in ratios for r in row) / 2  # the KL is of the whole log-likelihood
+    assert out["kl_k1"].item() == pytest.approx(-joint, abs=1e-12)
+
+
+def test_dppo_clip_schedule_rises_exponentially_from_the_first_term():
+    loss = PPOLoss(StoredTermsActor(), StoredValueCritic(), clip_epsilon=0.1, ratio="per_term",
+                   first_term_clip_epsilon=0.01, clip_schedule_rate=3.0)
+    schedule = loss.term_clip(5, torch.zeros((), dtype=torch.float64))
+    expected = [0.01 + 0.09 * math.expm1(3 * k / 4) / math.expm1(3) for k in range(5)]
+    torch.testing.assert_close(schedule, torch.tensor(expected, dtype=torch.float64))
+    assert schedule[0].item() == pytest.approx(0.01) and schedule[-1].item() == pytest.approx(0.1)
+    assert bool((schedule.diff() > 0).all())
+    flat = PPOLoss(StoredTermsActor(), StoredValueCritic(), clip_epsilon=0.1, ratio="per_term", first_term_clip_epsilon=0.1)
+    torch.testing.assert_close(flat.term_clip(5, schedule), torch.full((5,), 0.1, dtype=torch.float64))
+
+
+def test_aspo_clips_positive_advantages_and_pulls_negative_ones_back():
+    """FPO++'s ASPO: PPO's clipped term for A >= 0; r A - |A| (r - 1)^2 / (2 e) for A < 0, whose gradient
+    past the trust region points back into it (PPO's is zero below 1 - e)."""
+    ratios, advantages, epsilon = [[1.5], [0.5], [1.5]], [1.0, -1.0, -1.0], 0.2
+    batch = terms_batch(ratios, advantages)
+    loss = PPOLoss(StoredTermsActor(), StoredValueCritic(), clip_epsilon=epsilon, ratio="per_term", trust_region="aspo")
+    out = loss(batch)
+    spo = [r * a - abs(a) * (r - 1) ** 2 / (2 * epsilon) for (r,), a in ((ratios[1], -1.0), (ratios[2], -1.0))]
+    expected = -(1.2 + sum(spo)) / 3
+    assert out["loss_objective"].item() == pytest.approx(expected, abs=1e-12)
+    batch["new_terms"].requires_grad_(True)
+    loss(batch)["loss_objective"].backward()
+    gradient = batch["new_terms"].grad.squeeze(-1)  # d loss / d log r; descent moves log r against it
+    assert gradient[0].item() == 0.0  # A > 0 beyond 1 + e: clipped, no gradient (as PPO)
+    # A < 0, r = 0.5 < 1 - e: d(-psi/3)/d log r = -(A - |A| (r - 1) / e) r / 3 = -0.25: descent raises r
+    assert gradient[1].item() == pytest.approx(-0.25, abs=1e-12)
+    # A < 0, r = 1.5 > 1 + e: -(A - |A| (r - 1) / e) r / 3 = 1.75, pulling r down harder than PPO's -A r / 3 = 0.5
+    assert gradient[2].item() == pytest.approx(1.75, abs=1e-12)
+    ppo = PPOLoss(StoredTermsActor(), StoredValueCritic(), clip_epsilon=epsilon, ratio="per_term")
+    batch["new_terms"].grad = None
+    ppo(batch)["loss_objective"].backward()
+    assert batch["new_terms"].grad.squeeze(-1)[1].item() == 0.0  # PPO: A < 0, r below 1 - e, clipped
+
+
+@pytest.mark.parametrize("normalization, divisor", [("action_dim", 3), ("noise_dim", 5)])
+def test_log_prob_normalization_divides_the_log_ratio(normalization, divisor):
+    """DPPO (per action dim) and ReinFlow (per noise dim) take the ratio of a normalised log-density."""
+    batch = terms_batch([[1.5, 1.2]], [1.0])
+    loss = PPOLoss(StoredTermsActor(action_dim=3), StoredValueCritic(), clip_epsilon=10.0, log_prob_normalization=normalization)
+    expected_ratio = math.exp(math.log(1.5 * 1.2) / divisor)
+    assert loss(batch)["loss_objective"].item() == pytest.approx(-expected_ratio, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ratio": "per_term", "actor": StoredLogProbActor()}, "ratio 'per_term' needs an actor whose log-likelihood splits"),
+        ({"first_term_clip_epsilon": 0.01}, "first_term_clip_epsilon and term_discount act on per-term ratios"),
+        ({"term_discount": 0.99}, "first_term_clip_epsilon and term_discount act on per-term ratios"),
+        ({"trust_region": "aspo", "clip_epsilon": 0.0}, "trust_region 'aspo' needs clip_epsilon > 0"),
+        ({"ratio": "per_sample"}, "ratio must be one of"),
+        ({"log_prob_normalization": "chain"}, "log_prob_normalization must be one of"),
+    ],
+)
+def test_bad_ratio_settings_raise(kwargs, message):
+    actor = kwargs.pop("actor", StoredTermsActor())
+    with pytest.raises(ValueError, match=f"PPOLoss: {message}"):
+        PPOLoss(actor, StoredValueCritic(), **kwargs)
+
+
 # ------------------------------------------------------------------------------ compression term
 def test_compression_loss_is_positive_and_trains_the_velocity_network(tmp_path, make_tiny_experiment):
     trainer, _ = make_tiny_experiment(tmp_path / "run", GENPO_CONFIG)

@@ -32,13 +32,19 @@ class Actor(TensorDictModuleBase, abc.ABC):
     # False where log_prob is a surrogate, not a log-density (FPO): its k1/k3 "KL" is then no KL, so the
     # trainer refuses an lr controller that reacts to the KL.
     has_likelihood = True
+    # 'sum' or 'mean' where log_prob splits into K terms that a per-term PPO ratio (loss.ppo.ratio =
+    # 'per_term') clips one by one: the chains' denoising steps (DPPO), FPO's (tau, eps) pairs (FPO++).
+    # Such an actor stores the terms at sampling time as ``action_log_prob_terms`` [*B, K], and
+    # log_prob(theta) - log_prob(theta_old) is that reduction of the terms' differences.
+    log_prob_term_reduction: str | None = None
 
     def __init__(self, observation_dim: int, action_dim: int):
         super().__init__()
         self.observation_dim = observation_dim
         self.action_dim = action_dim
         self.in_keys = [self.observation_key]
-        self.out_keys = ["action", "action_log_prob", *self.sample_keys]
+        terms = ["action_log_prob_terms"] if self.log_prob_term_reduction else []
+        self.out_keys = ["action", "action_log_prob", *terms, *self.sample_keys]
 
     @property
     @abc.abstractmethod
@@ -56,6 +62,10 @@ class Actor(TensorDictModuleBase, abc.ABC):
     @abc.abstractmethod
     def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The base noise that maps to the stored sample."""
+
+    def log_prob_terms(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The per-term parts [*B, K] of :meth:`log_prob` (see ``log_prob_term_reduction``), differentiable."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its log-likelihood into terms")
 
     def entropy(self, tensordict: TensorDictBase) -> torch.Tensor | None:
         """The analytic entropy per state where it has a closed form, else None."""

@@ -11,6 +11,10 @@ path from eps (t = 0) to the action (t = 1)::
     L_cfm(theta; a, tau, eps) = mean_j (v_theta(x_tau, s, tau) - u)_j^2       (mean over action dims)
     action_log_prob := -(1 / N_mc) sum_i L_cfm(theta_old; a, tau_i, eps_i)
 
+``cfm_target = 'noise'`` scores the noise the velocity implies instead (FPO's "eps-MSE", its best
+setting in the paper's Table 1): ``eps_hat = x_tau - tau v``, so ``|eps_hat - eps|^2 = tau^2 |v - u|^2``,
+a weighting towards the action end of the path.
+
 ``log_prob(td)`` recomputes the same quantity under the current weights with the *stored* pairs, so the
 PPO loss's ratio ``exp(log_prob - action_log_prob)`` is FPO's ``exp(L_old - L_new)``: exactly 1 on
 fresh data, above 1 where the current flow fits the sampled action better than the rollout's did.
@@ -22,8 +26,10 @@ surrogate quantities too, so the trainer refuses a KL-adaptive learning rate for
 (``has_likelihood = False``). FPO uses a fixed lr, a tighter clip (0.05, ``gin/policies/fpo.gin``), no
 entropy term and no compression.
 
-Stored per transition: ``action`` [*B, d], ``fpo_tau`` [*B, N_mc], ``fpo_noise`` [*B, N_mc, d] and the
-old CFM score as ``action_log_prob``. There is no exact inverse: :meth:`FPOActor.inverse` raises.
+Stored per transition: ``action`` [*B, d], ``fpo_tau`` [*B, N_mc], ``fpo_noise`` [*B, N_mc, d], the
+old CFM score as ``action_log_prob`` and its per-pair terms ``-L_cfm(theta_old; a, tau_i, eps_i)`` as
+``action_log_prob_terms`` [*B, N_mc] (FPO++'s per-sample ratio, ``loss.ppo.ratio = 'per_term'``, clips
+each pair's ``exp(L_old,i - L_i)`` on its own). There is no exact inverse: :meth:`FPOActor.inverse` raises.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class FPOActor(VelocityFlowActor):
     sample_keys = ("fpo_tau", "fpo_noise")
     exact_likelihood = False
     has_likelihood = False
+    log_prob_term_reduction = "mean"
+    CFM_TARGETS = ("velocity", "noise")
 
     def __init__(
         self,
@@ -62,13 +70,17 @@ class FPOActor(VelocityFlowActor):
         num_steps: int = 5,
         num_mc: int = 8,
         solver: ODESolver | None = None,
+        cfm_target: str = "velocity",
     ):
         super().__init__(observation_dim, action_dim, velocity_network=velocity_network, num_steps=num_steps)
         self.num_mc = check_positive_int(type(self).__name__, "num_mc", num_mc)
         self.solver = check_solver(type(self).__name__, solver)
+        if cfm_target not in self.CFM_TARGETS:
+            raise ValueError(f"{type(self).__name__}: cfm_target must be one of {self.CFM_TARGETS}, got {cfm_target!r}")
+        self.cfm_target = cfm_target
 
     def extra_repr(self) -> str:
-        return f"num_steps={self.num_steps}, num_mc={self.num_mc}"
+        return f"num_steps={self.num_steps}, num_mc={self.num_mc}, cfm_target={self.cfm_target!r}"
 
     def solve(self, observation: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """The action: the flow ODE from ``start`` = x_0 over [0, 1] with :attr:`solver`."""
@@ -86,23 +98,31 @@ class FPOActor(VelocityFlowActor):
         shape = (*observation.shape[:-1], self.num_mc)
         tau = torch.rand(shape, dtype=observation.dtype, device=observation.device)
         eps = torch.randn((*shape, self.action_dim), dtype=observation.dtype, device=observation.device)
+        terms = -self.cfm_losses(observation, action, tau, eps)
         tensordict.set("action", action)
         tensordict.set("fpo_tau", tau)
         tensordict.set("fpo_noise", eps)
-        tensordict.set("action_log_prob", -self.cfm_losses(observation, action, tau, eps).mean(-1))
+        tensordict.set("action_log_prob", terms.mean(-1))
+        tensordict.set("action_log_prob_terms", terms)
         return tensordict
 
     def cfm_losses(
         self, observation: torch.Tensor, action: torch.Tensor, tau: torch.Tensor, eps: torch.Tensor
     ) -> torch.Tensor:
-        """Per-pair CFM losses [*B, N_mc]; the observation is projected once for all N_mc pairs."""
+        """Per-pair CFM losses [*B, N_mc] (``cfm_target`` 'noise': times tau^2); the observation is
+        projected once for all N_mc pairs."""
         net = self.velocity_network
         x_tau = (1.0 - tau).unsqueeze(-1) * eps + tau.unsqueeze(-1) * action.unsqueeze(-2)
         context = net.project_observation(observation).unsqueeze(-2) + net.project_times(tau)
-        return (net.velocity(x_tau, context) - (action.unsqueeze(-2) - eps)).pow(2).mean(-1)
+        losses = (net.velocity(x_tau, context) - (action.unsqueeze(-2) - eps)).pow(2).mean(-1)
+        return losses * tau.pow(2) if self.cfm_target == "noise" else losses
 
     def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The surrogate ``-mean_i L_cfm(theta; a, tau_i, eps_i)`` on the stored pairs (differentiable)."""
+        return self.log_prob_terms(tensordict).mean(-1)
+
+    def log_prob_terms(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The per-pair surrogate terms ``-L_cfm(theta; a, tau_i, eps_i)`` [*B, N_mc] on the stored pairs."""
         observation = self.observation(tensordict)
         action = self.stored(tensordict, "action", self.action_dim)
         tau = self.stored(tensordict, "fpo_tau", self.num_mc)
@@ -112,7 +132,7 @@ class FPOActor(VelocityFlowActor):
                 f"{type(self).__name__}: 'fpo_noise' has shape {tuple(eps.shape)}, "
                 f"expected [..., {self.num_mc}, {self.action_dim}]"
             )
-        return -self.cfm_losses(observation, action, tau, eps).mean(-1)
+        return -self.cfm_losses(observation, action, tau, eps)
 
     def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
         raise NotImplementedError(

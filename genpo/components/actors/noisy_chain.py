@@ -53,6 +53,7 @@ class NoisyChainActor(VelocityFlowActor):
     """
 
     sample_keys = ("chain",)
+    log_prob_term_reduction = "sum"
 
     def __init__(
         self,
@@ -88,14 +89,17 @@ class NoisyChainActor(VelocityFlowActor):
         noise = self.draw_noise(observation, noise)
         start = noise[..., : self.action_dim]
         step_noise = noise[..., self.action_dim :].unflatten(-1, (self.num_steps, self.action_dim))
-        chain, log_scale = self.integrate(observation, start, step_noise)
+        chain, log_scales = self.integrate(observation, start, step_noise)
+        terms = standard_normal_log_prob(step_noise) - log_scales
         tensordict.set("chain", chain)
         tensordict.set("action", chain[..., -1, :])
-        tensordict.set("action_log_prob", standard_normal_log_prob(noise) - log_scale)
+        tensordict.set("action_log_prob", standard_normal_log_prob(start) + terms.sum(-1))
+        tensordict.set("action_log_prob_terms", terms)
         return tensordict
 
-    def _invert(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        """(base noise, sum of log sigma) reproducing the stored chain, all steps in one network call."""
+    def _invert(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_0 [*B, d], step noise eps_k [*B, N, d], per step sum_j log sigma_kj [*B, N]) reproducing the
+        stored chain, all steps in one network call."""
         observation = self.observation(tensordict)
         chain = self.stored(tensordict, "chain", self.action_dim)
         if chain.dim() < 2 or chain.shape[-2] != self.num_steps + 1:
@@ -112,16 +116,22 @@ class NoisyChainActor(VelocityFlowActor):
 
         first, scale = self.split_fields(self.fields(states, observation_context + stages[0]), None)
         step_noise = (following - self.solver.step(velocity, states, self.dt, first=first)) / scale
-        noise = torch.cat([chain[..., 0, :], step_noise.flatten(-2)], dim=-1)
-        return noise, scale.log().expand_as(states).sum((-2, -1))
+        return chain[..., 0, :], step_noise, scale.log().expand_as(states).sum(-1)
+
+    def log_prob_terms(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """log N(x_{k+1}; m_k(x_k), sigma_k^2 I) per step [*B, N]: DPPO's per-denoising-step terms (x_0's
+        density, the rest of log_prob, does not depend on the weights)."""
+        _, step_noise, log_scales = self._invert(tensordict)
+        return standard_normal_log_prob(step_noise) - log_scales
 
     def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
-        noise, log_scale = self._invert(tensordict)
-        return standard_normal_log_prob(noise) - log_scale
+        start, step_noise, log_scales = self._invert(tensordict)
+        return standard_normal_log_prob(start) + (standard_normal_log_prob(step_noise) - log_scales).sum(-1)
 
     def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
         """``(x_0, eps_0, ..., eps_{N-1})`` flattened: the noise that reproduces the stored chain."""
-        return self._invert(tensordict)[0]
+        start, step_noise, _ = self._invert(tensordict)
+        return torch.cat([start, step_noise.flatten(-2)], dim=-1)
 
 
 @register("actor", "dppo")
@@ -184,7 +194,7 @@ class ReinFlowActor(NoisyChainActor):
     ``sigma_k = sigma_min + (sigma_max - sigma_min) * sigmoid(h(x_k, s, t_k))`` per action dimension.
     sigma_k depends only on x_k (not on x_{k+1}), so the chain's Jacobian stays triangular and the
     likelihood stays exact; its log-det ``sum_k sum_j log sigma_kj`` now depends on the weights and
-    the state, so there is no closed-form entropy.
+    the state, so the chain entropy is not a constant; :meth:`entropy` gives it given the stored states.
     """
 
     velocity_fields = 2
@@ -219,3 +229,15 @@ class ReinFlowActor(NoisyChainActor):
 
     def step_sigma(self, extra_field: torch.Tensor | None, step: int | None) -> torch.Tensor:
         return self.sigma_min + (self.sigma_max - self.sigma_min) * torch.sigmoid(extra_field)
+
+    def entropy(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """ReinFlow's entropy of the chain given its stored states, per state (differentiable in the noise
+        head): ``H(x_0) + sum_k H(x_{k+1} | x_k) = (N+1) d (1 + log 2 pi) / 2 + sum_k sum_j log sigma_kj(x_k)``.
+
+        Each step's Gaussian entropy is exact given x_k, so over chains drawn from the policy its mean is
+        the chain's entropy (the expectation of -log pi). ReinFlow's entropy bonus maximises this (with
+        ``loss.ppo.log_prob_normalization = 'noise_dim'``, per noise dimension, as ReinFlow divides it by
+        the N+1 densities and the d action dims): it pushes sigma towards ``sigma_max``.
+        """
+        _, _, log_scales = self._invert(tensordict)
+        return 0.5 * self.noise_dim * (1.0 + LOG_2PI) + log_scales.sum(-1)

@@ -22,7 +22,6 @@ from collections.abc import Callable
 import torch
 
 from genpo.components.actors.base import Actor
-from genpo.components.couplings.genpo_euler import add_log_det_terms
 from genpo.components.networks.velocity_network import VelocityMLP
 from genpo.components.ode_solvers import ODESolver
 from genpo.validation import check_positive_int
@@ -81,16 +80,16 @@ class VelocityFlowActor(Actor):
     def integrate(
         self, observation: torch.Tensor, start: torch.Tensor, step_noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The chain from ``start`` = x_0: returns (states [*B, N+1, d], sum_k sum_j log sigma_kj).
+        """The chain from ``start`` = x_0: returns (states [*B, N+1, d], per step sum_j log sigma_kj [*B, N]).
 
         Each step is one step of ``self.solver`` (set by the subclass) from the network's velocity field;
         its first stage's output also gives sigma_k (:meth:`split_fields`). Without ``step_noise`` it is
-        the plain ODE sampler (log-scale None); with ``step_noise`` [*B, N, d] each step then adds
+        the plain ODE sampler (log-scales None); with ``step_noise`` [*B, N, d] each step then adds
         ``sigma_k * eps_k``.
         """
         solver = self.solver
         observation_context, stages = self.stage_contexts(observation, solver)
-        x, states, log_scale = start, [start], None
+        x, states, log_scales = start, [start], []
         for step in range(self.num_steps):
 
             def velocity(state: torch.Tensor, stage: int, step: int = step) -> torch.Tensor:
@@ -100,6 +99,6 @@ class VelocityFlowActor(Actor):
             x = solver.step(velocity, x, self.dt, first=first)
             if step_noise is not None:
                 x = x + scale * step_noise[..., step, :]
-                log_scale = add_log_det_terms(log_scale, scale.log().expand_as(x).sum(-1))
+                log_scales.append(scale.log().expand_as(x).sum(-1))
             states.append(x)
-        return torch.stack(states, dim=-2), log_scale
+        return torch.stack(states, dim=-2), torch.stack(log_scales, dim=-1) if log_scales else None
