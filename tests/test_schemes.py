@@ -263,10 +263,63 @@ def test_zero_noise_is_deterministic_for_every_scheme():
         assert torch.equal(first, second), name
 
 
+# ------------------------------------------------------------------------------ per-term log-likelihoods
+TERMED = [name for name in ACTORS if registry.get("actor", name).log_prob_term_reduction]
+
+
+def test_the_chains_and_fpo_split_their_log_likelihood_into_terms():
+    assert {"dppo", "reinflow", "fpo"} <= set(TERMED)
+
+
+@pytest.mark.parametrize("name", TERMED)
+def test_stored_terms_are_recomputed_and_reduce_to_the_log_prob_change(name):
+    """The terms stored at sampling are recomputed from the stored sample; after a weight change, their
+    differences reduce ('sum' / 'mean') to the change of log_prob (what the per-term PPO ratio relies on)."""
+    torch.manual_seed(9)
+    actor = small_actor(name)
+    with torch.no_grad():
+        batch = actor(observations(12))
+        torch.testing.assert_close(actor.log_prob_terms(batch), batch["action_log_prob_terms"], rtol=0, atol=1e-10)
+        for parameter in actor.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        differences = actor.log_prob_terms(batch) - batch["action_log_prob_terms"]
+        reduced = differences.sum(-1) if actor.log_prob_term_reduction == "sum" else differences.mean(-1)
+        torch.testing.assert_close(reduced, actor.log_prob(batch) - batch["action_log_prob"], rtol=0, atol=1e-10)
+    assert differences.shape[-1] == (actor.num_mc if name == "fpo" else actor.num_steps)
+    assert differences.abs().max() > 1e-3  # the weights did move the terms
+
+
+def test_reinflow_entropy_is_the_chain_entropy_given_its_states_and_its_bonus_raises_sigma():
+    """(N+1) d (1 + log 2 pi) / 2 + sum_k sum_j log sigma_kj(x_k) by hand, and one ascent step on it raises
+    every sigma of the stored chains (ReinFlow's entropy bonus widens the exploration noise)."""
+    torch.manual_seed(10)
+    actor = small_actor("reinflow", 2, ["actor.reinflow.num_steps = 3"])
+    with torch.no_grad():
+        batch = actor(observations(16))
+
+    def sigmas():
+        heads = []
+        for step in range(actor.num_steps):
+            state = batch["chain"][:, step]
+            time = torch.full(state.shape[:-1], step / actor.num_steps, dtype=state.dtype)
+            heads.append(actor.velocity_network.compute(state, batch["observation"], time).chunk(2, dim=-1)[1])
+        return actor.sigma_min + (actor.sigma_max - actor.sigma_min) * torch.sigmoid(torch.stack(heads, dim=1))
+
+    before = sigmas().detach()
+    expected = 0.5 * 4 * 2 * (1 + math.log(2 * math.pi)) + before.log().sum((-2, -1))
+    torch.testing.assert_close(actor.entropy(batch), expected, rtol=0, atol=1e-10)
+    optimizer = torch.optim.SGD(actor.parameters(), lr=0.1)
+    (-actor.entropy(batch).mean()).backward()
+    optimizer.step()
+    assert bool((sigmas().detach() > before).all())
+
+
 # ------------------------------------------------------------------------------ FPO (surrogate)
-def test_fpo_log_prob_is_minus_mean_cfm_loss_on_stored_pairs():
+@pytest.mark.parametrize("target", ["velocity", "noise"])
+def test_fpo_log_prob_is_minus_mean_cfm_loss_on_stored_pairs(target):
+    """u-MSE |v - u|^2, or the paper's eps-MSE |eps_hat - eps|^2 with eps_hat = x_tau - tau v."""
     torch.manual_seed(5)
-    actor = small_actor("fpo", 2)
+    actor = small_actor("fpo", 2, [f"actor.fpo.cfm_target = '{target}'"])
     with torch.no_grad():
         batch = actor(observations(6))
         observation, action = batch["observation"], batch["action"]
@@ -276,7 +329,10 @@ def test_fpo_log_prob_is_minus_mean_cfm_loss_on_stored_pairs():
         for i in range(8):
             x_tau = (1 - tau[:, i, None]) * eps[:, i] + tau[:, i, None] * action
             prediction = actor.velocity_network.compute(x_tau, observation, tau[:, i])
-            losses[:, i] = (prediction - (action - eps[:, i])).pow(2).mean(-1)
+            if target == "velocity":
+                losses[:, i] = (prediction - (action - eps[:, i])).pow(2).mean(-1)
+            else:
+                losses[:, i] = (x_tau - tau[:, i, None] * prediction - eps[:, i]).pow(2).mean(-1)
         torch.testing.assert_close(actor.log_prob(batch), -losses.mean(-1), rtol=0, atol=1e-12)
     with pytest.raises(NotImplementedError, match="FPO has no exact inverse"):
         actor.inverse(batch)
@@ -324,7 +380,7 @@ def test_scheme_ablation_trains_one_iteration(path, tmp_path, make_tiny_experime
     name = path.stem.removeprefix("scheme_")
     trainer, _ = make_tiny_experiment(tmp_path / "run", config=path, extra=["genpo.run.iterations = 1"])
     assert trainer.actor.registered_name == name
-    assert trainer.loss.clip_epsilon == (0.05 if name == "fpo" else 0.2)
+    assert trainer.loss.clip_epsilon == {"fpo": 0.05, "dppo": 0.1, "reinflow": 0.01}.get(name, 0.2)
     assert trainer.loss.compression is None or name == "genpo"
     trainer.train(1, quiet=True)
     (row,) = read_metrics(tmp_path / "run" / "metrics.csv")
