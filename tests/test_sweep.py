@@ -16,7 +16,7 @@ from conftest import TINY_BINDINGS
 from genpo.builders.config import GIN_DIR
 from genpo.cli import main
 from genpo.experiments import statistics
-from genpo.experiments.runner import run_sweep, train_command
+from genpo.experiments.runner import config_difference, run_sweep, train_command
 from genpo.experiments.spec import expand_grid, load_spec, parse_spec, plan
 
 pytestmark = pytest.mark.xdist_group("sweep")  # the subprocess runs share 2 cores: keep them off both workers
@@ -393,6 +393,22 @@ def test_finished_runs_are_evaluated_once_and_the_evaluation_is_reported_and_arc
     assert (out / "genpo" / "seed0" / "evaluation.json").stat().st_mtime_ns == stamp
     assert (archive / "genpo" / "seed0" / "evaluation.json").is_file()
     assert (archive / "report.md").read_text().split("## Evaluation")[1].split("##")[0] == evaluation.split("##")[0]
+
+
+def test_runs_of_an_edited_config_are_refused_not_reported_as_the_new_ones(resumed_sweep, tmp_path, capsys):
+    spec, *_ = resumed_sweep
+    out = tmp_path / "out"
+    shutil.copytree(spec.out, out)
+    text = spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out)))
+    path = tmp_path / "edited.toml"
+    path.write_text(text.replace('name = "gaussian"', 'name = "gaussian"\nbindings = ["actor.gaussian.init_std = 0.5"]'))
+    assert main(["sweep", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "2 run(s) in the sweep's folder were made with another config" in error
+    assert f"{out / 'gaussian' / 'seed0'}: the run has 'gaussian.init_std = 1.0' where the spec now gives 'gaussian.init_std = 0.5'" in error
+    assert "genpo/seed0" not in error
+    path.write_text(text.replace("iterations = 2", "iterations = 3"))  # a longer budget extends the runs
+    assert [config_difference(job) for job in plan(load_spec(path))] == [None] * 4
 
 
 def test_bad_evaluation_settings_fail_naming_the_key(tmp_path):

@@ -12,7 +12,15 @@ import attrs
 from genpo.experiments.evaluation import EVALUATION_FILE, evaluate_runs
 from genpo.experiments.ray_backend import RayOptions, run_sweep_on_ray
 from genpo.experiments.report import write_report
-from genpo.experiments.runner import JobResult, default_max_parallel, job_state, run_sweep, terminate_as_interrupt, train_command
+from genpo.experiments.runner import (
+    JobResult,
+    default_max_parallel,
+    job_state,
+    refuse_stale_runs,
+    run_sweep,
+    terminate_as_interrupt,
+    train_command,
+)
 from genpo.experiments.spec import Job, load_spec, plan
 
 # What an archive keeps of a run: enough to rebuild the report (metrics, summary, evaluation) and to know the run.
@@ -87,6 +95,7 @@ def main(
         return 0
     failed: list[JobResult] = []
     if not report_only:
+        refuse_stale_runs(jobs)
         try:
             with terminate_as_interrupt():
                 if ray is None:

@@ -13,6 +13,7 @@ stops the runs in flight; they continue at the next sweep.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shlex
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from genpo.experiments.spec import Job, SweepSpec, plan
 from genpo.training.checkpoint import load_checkpoint
 from genpo.training.checkpoint_history import LATEST
 from genpo.training.errors import CheckpointError
-from genpo.training.run_directory import CHECKPOINT_DIR, RUN_RECORD_FILE
+from genpo.training.run_directory import CHECKPOINT_DIR, CONFIG_FILE, RUN_RECORD_FILE
 from genpo.training.run_logger import SUMMARY_FILE
 
 RUN_STATUS_FILE = "sweep_run.json"
@@ -104,6 +105,58 @@ def job_state(job: Job) -> tuple[str, int | None]:
     if failed or not (job.run_dir / RUN_RECORD_FILE).is_file():
         return "fresh", None
     return ("resume", job.iterations - saved) if saved < job.iterations else ("finished", None)
+
+
+# ------------------------------------------------------------------------------- runs of another config
+class StaleRunError(ValueError):
+    """Runs in the sweep's folder that another config made: skipping or resuming them would report them
+    as this spec's results."""
+
+
+BUDGET_LINE = "run.iterations = "  # the one setting a sweep may change in a run (a longer budget extends it)
+
+
+def job_config_text(job: Job) -> str:
+    """The ``config.gin`` that ``genpo train`` writes for the job: gin's config string of its config
+    file and bindings, with the seed, iterations and threads the command adds."""
+    import gin
+
+    from genpo.builders.config import parse_config
+
+    bindings = [*job.bindings, f"genpo.run.num_threads = {job.threads}", f"genpo.run.seed = {job.seed}"]
+    gin.clear_config()
+    try:
+        parse_config([job.variant.config], [*bindings, f"genpo.run.iterations = {job.iterations}"])
+        return gin.config_str()
+    finally:
+        gin.clear_config()
+
+
+def config_difference(job: Job) -> str | None:
+    """The first line in which the job's run directory's ``config.gin`` differs from what the job
+    would train now (the iteration budget aside); None when they agree or there is no run yet."""
+    try:
+        existing = (job.run_dir / CONFIG_FILE).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    wanted = job_config_text(job).splitlines()
+    kept = [[line for line in lines if not line.startswith(BUDGET_LINE)] for lines in (existing, wanted)]
+    for old, new in itertools.zip_longest(*kept, fillvalue="(nothing)"):
+        if old != new:
+            return f"the run has {old!r} where the spec now gives {new!r}"
+    return None
+
+
+def refuse_stale_runs(jobs: Sequence[Job]) -> None:
+    """Raise :class:`StaleRunError` naming every job whose run directory holds a run of another config
+    (a config file or binding edited since), before anything runs."""
+    stale = [(job, difference) for job in jobs if (difference := config_difference(job)) is not None]
+    if stale:
+        listed = "\n".join(f"  {job.run_dir}: {difference}" for job, difference in stale)
+        raise StaleRunError(
+            f"{len(stale)} run(s) in the sweep's folder were made with another config; delete them (or give the "
+            f"sweep another --out) to train them again:\n{listed}"
+        )
 
 
 # ---------------------------------------------------------------------------------------- processes
