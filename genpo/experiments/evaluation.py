@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from genpo.experiments.runner import completed_iterations, job_state
+from genpo.experiments.runner import completed_iterations, job_state, read_json
 from genpo.experiments.spec import Job, SweepSpec
 from genpo.training.atomic_files import atomic_write_text
 from genpo.training.run_directory import CHECKPOINT_DIR, read_config
@@ -36,10 +36,7 @@ def evaluator(trainer_kind: str) -> Callable[..., dict]:
 
 def read_evaluation(run_dir: Path) -> dict | None:
     """The run's stored evaluation, None without a readable one."""
-    try:
-        return json.loads((run_dir / EVALUATION_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return read_json(run_dir / EVALUATION_FILE)
 
 
 def evaluation_return(run_dir: Path, spec: SweepSpec) -> float:

@@ -75,12 +75,17 @@ def completed_iterations(run_dir: Path) -> int | None:
         return None
 
 
-def run_status(run_dir: Path) -> dict | None:
-    """What the sweep recorded about the run's last process (``sweep_run.json``), None without one."""
+def read_json(path: Path) -> dict | None:
+    """A JSON file a run may lack or hold half-written by an older genpo: its content, or None."""
     try:
-        return json.loads((run_dir / RUN_STATUS_FILE).read_text())
+        return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def run_status(run_dir: Path) -> dict | None:
+    """What the sweep recorded about the run's last process (``sweep_run.json``), None without one."""
+    return read_json(run_dir / RUN_STATUS_FILE)
 
 
 def job_state(job: Job) -> tuple[str, int | None]:
