@@ -106,15 +106,14 @@ def _check_data_parallel(trainer_kind: str, parallel: DataParallel) -> None:
 
 
 def _trainer_entry_points(trainer_kind: str):
-    """(new, resume, evaluate) of a trainer kind."""
+    """(new, resume) of a trainer kind (its evaluate: :func:`genpo.experiments.evaluation.evaluator`)."""
     if trainer_kind == "rsl_rl":
         from genpo.baselines import rsl_rl
 
-        return rsl_rl.new_experiment, rsl_rl.resume_experiment, rsl_rl.evaluate_rsl_rl_run
-    from genpo.builders.evaluation import evaluate_run
+        return rsl_rl.new_experiment, rsl_rl.resume_experiment
     from genpo.builders.experiment import new_experiment, resume_experiment
 
-    return new_experiment, resume_experiment, evaluate_run
+    return new_experiment, resume_experiment
 
 
 def _device_bindings(args: argparse.Namespace) -> list[str]:
@@ -138,7 +137,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from genpo.training.run_directory import read_config
 
     _, record = read_config(args.run_dir)
-    evaluate = _trainer_entry_points(record.trainer)[2]
+    from genpo.experiments.evaluation import evaluator
+
+    evaluate = evaluator(record.trainer)
     result = evaluate(
         args.run_dir, episodes=args.episodes, noise=args.noise, seed=args.seed, checkpoint=args.checkpoint, device=args.device
     )
