@@ -11,6 +11,13 @@ multigoal.py`` and ``examples/multigoal_sql.py``, commit b801266):
 
 Why: the four goals are equally good, so from the origin the optimal behaviour has four modes (in the
 paper SQL's trajectories reach all four goals, DDPG's commit to one).
+
+``exploring_starts`` (not in the paper; default 0): the fraction of episodes that start uniformly in the
+square the goals span, ``[-5, 5]^2``, instead of at the origin. An on-policy method values a first step
+by the current policy's behaviour after it, and a policy that drives to one goal from everywhere makes
+every other first step worse (``benchmarks/multigoal_first_step.py``); starts spread over the square
+make it learn the way to the nearest goal everywhere, so the first steps from the origin are worth the
+same. Evaluate with 0 (the ``eval`` scope of ``ablations/multigoal_exploring_starts.gin``).
 ``episode_info`` holds ``goal_reached`` and one indicator per goal (``goal_east`` (+5, 0),
 ``goal_west``, ``goal_north`` (0, +5), ``goal_south``), so the trainer's per-iteration averages give
 how often each goal is taken.
@@ -24,7 +31,8 @@ from tensordict import TensorDict
 from genpo.envs._batched import TensorStateEnv
 from genpo.registry import register
 
-GOALS = ((5.0, 0.0), (-5.0, 0.0), (0.0, 5.0), (0.0, -5.0))
+GOAL_DISTANCE = 5.0
+GOALS = ((GOAL_DISTANCE, 0.0), (-GOAL_DISTANCE, 0.0), (0.0, GOAL_DISTANCE), (0.0, -GOAL_DISTANCE))
 GOAL_NAMES = ("goal_east", "goal_west", "goal_north", "goal_south")
 GOAL_THRESHOLD = 1.0
 POSITION_BOUND = 7.0
@@ -49,8 +57,12 @@ class MultiGoalEnv(TensorStateEnv):
         goal_reward: float = 10.0,
         action_cost: float = 30.0,
         distance_cost: float = 1.0,
+        exploring_starts: float = 0.0,
     ):
+        if not 0.0 <= exploring_starts <= 1.0:
+            raise ValueError(f"MultiGoalEnv: exploring_starts must be in [0, 1], got {exploring_starts!r}")
         super().__init__(num_envs, seed=seed, device=device, max_episode_steps=max_episode_steps)
+        self.exploring_starts = exploring_starts
         self.goal_reward = goal_reward
         self.action_cost = action_cost
         self.distance_cost = distance_cost
@@ -59,6 +71,11 @@ class MultiGoalEnv(TensorStateEnv):
     def _initial_state(self) -> TensorDict:
         noise = torch.randn(self.num_envs, 2, generator=self.generator, device=self.device)
         position = (INIT_SIGMA * noise).clamp(-POSITION_BOUND, POSITION_BOUND)
+        if self.exploring_starts > 0.0:  # the draws happen only then, so the default keeps the paper's stream
+            uniform = torch.rand(self.num_envs, 3, generator=self.generator, device=self.device)
+            spread = uniform[:, 0] < self.exploring_starts
+            square = GOAL_DISTANCE * (2.0 * uniform[:, 1:] - 1.0)
+            position = torch.where(spread[:, None], square, position)
         return TensorDict({"position": position}, batch_size=[self.num_envs], device=self.device)
 
     def _observe(self, state: TensorDict) -> torch.Tensor:

@@ -61,3 +61,22 @@ def test_episode_offsets_shorten_the_time_limit():
     env.reset()
     env.set_episode_steps(torch.tensor([29, 0]))
     assert env.step(torch.zeros(2, 2))["truncated"].tolist() == [True, False]
+
+
+def test_exploring_starts_spread_that_share_of_episodes_over_the_goals_square():
+    env = MultiGoalEnv(4000, seed=0, exploring_starts=0.25)
+    start = env.reset()["observation"]
+    spread = start.abs().amax(dim=-1) > 0.6  # N(0, 0.1^2) starts lie within 0.6 with overwhelming odds
+    assert 0.22 < spread.float().mean().item() < 0.26  # 25 % minus the uniform starts that fall near the origin
+    assert start.abs().max().item() <= 5.0 and start[spread].abs().amax(dim=-1).mean().item() > 3.0
+
+
+def test_by_default_every_episode_starts_near_the_origin():
+    start = MultiGoalEnv(4000, seed=0).reset()["observation"]
+    assert start.abs().max().item() < 0.6 and 0.09 < start.std().item() < 0.11  # N(0, 0.1^2)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_exploring_starts_outside_zero_one_is_refused(share):
+    with pytest.raises(ValueError, match="MultiGoalEnv: exploring_starts must be in \\[0, 1\\]"):
+        MultiGoalEnv(4, seed=0, exploring_starts=share)
