@@ -9,7 +9,11 @@ so each direction is valued by the best behaviour after it).
 For each trained run this measures, from the task's start distribution: the policy's own episodes, and
 episodes whose first action is forced to a step toward each goal (the length of the policy's mean first
 step), after which the policy acts (``--noise``, default ``random``, the trained stochastic policy).
-Per first step: the mean return and the share of episodes ending at each goal.
+Per first step: the mean return and the share of episodes ending at each goal. Two summaries: how
+often the policy *follows* a forced first step (the mean over the four directions of the share of
+episodes ending at the goal the step pointed to: 1 for a policy that heads for the nearest goal from
+everywhere, 0.25 for one that drives to a single goal whatever the first step) and the range of the
+four forced steps' returns (0 when the first steps are worth the same).
 
     python -m benchmarks.multigoal_first_step runs/sweeps/study/multigoal_weight/genpo-entropy_coefficient=0.1/seed0
 """
@@ -60,6 +64,11 @@ def first_step_values(run_dir: str, *, episodes: int, noise: str, seed: int) -> 
             **{goal: goals[rows, g].mean().item() for g, goal in enumerate(GOAL_NAMES)},
         }
     report["policy"]["first_step_length"] = step_length.item()
+    forced_returns = [report[goal]["return"] for goal in GOAL_NAMES]
+    report["summary"] = {
+        "follows_first_step": sum(report[goal][goal] for goal in GOAL_NAMES) / len(GOAL_NAMES),
+        "forced_return_range": max(forced_returns) - min(forced_returns),
+    }
     return report
 
 
@@ -78,9 +87,12 @@ def main() -> None:
             continue
         print(f"{run} (policy's mean first step {report['policy']['first_step_length']:.3f})")
         print(f"  {'first step':<12}{'return':>9}" + "".join(f"{goal[5:]:>7}" for goal in GOAL_NAMES))
-        for name, row in report.items():
+        for name in FIRST_STEPS:
+            row = report[name]
             shares = "".join(f"{row[goal]:>7.2f}" for goal in GOAL_NAMES)
             print(f"  {name.removeprefix('goal_'):<12}{row['return']:>9.1f}{shares}")
+        summary = report["summary"]
+        print(f"  follows the first step {summary['follows_first_step']:.2f}, forced returns span {summary['forced_return_range']:.1f}")
 
 
 if __name__ == "__main__":
