@@ -13,7 +13,8 @@ Why: the four goals are equally good, so from the origin the optimal behaviour h
 paper SQL's trajectories reach all four goals, DDPG's commit to one).
 
 ``exploring_starts`` (not in the paper; default 0): the fraction of episodes that start uniformly in the
-square the goals span, ``[-5, 5]^2``, instead of at the origin. An on-policy method values a first step
+square ``[-w, w]^2`` (``w = exploring_start_half_width``, default 5: the square the goals span) instead
+of at the origin. An on-policy method values a first step
 by the current policy's behaviour after it, and a policy that drives to one goal from everywhere makes
 every other first step worse (``benchmarks/multigoal_first_step.py``); starts spread over the square
 make it learn the way to the nearest goal everywhere, so the first steps from the origin are worth the
@@ -58,11 +59,17 @@ class MultiGoalEnv(TensorStateEnv):
         action_cost: float = 30.0,
         distance_cost: float = 1.0,
         exploring_starts: float = 0.0,
+        exploring_start_half_width: float = GOAL_DISTANCE,
     ):
         if not 0.0 <= exploring_starts <= 1.0:
             raise ValueError(f"MultiGoalEnv: exploring_starts must be in [0, 1], got {exploring_starts!r}")
+        if not 0.0 < exploring_start_half_width <= POSITION_BOUND:
+            raise ValueError(
+                f"MultiGoalEnv: exploring_start_half_width must be in (0, {POSITION_BOUND}], got {exploring_start_half_width!r}"
+            )
         super().__init__(num_envs, seed=seed, device=device, max_episode_steps=max_episode_steps)
         self.exploring_starts = exploring_starts
+        self.exploring_start_half_width = exploring_start_half_width
         self.goal_reward = goal_reward
         self.action_cost = action_cost
         self.distance_cost = distance_cost
@@ -74,7 +81,7 @@ class MultiGoalEnv(TensorStateEnv):
         if self.exploring_starts > 0.0:  # the draws happen only then, so the default keeps the paper's stream
             uniform = torch.rand(self.num_envs, 3, generator=self.generator, device=self.device)
             spread = uniform[:, 0] < self.exploring_starts
-            square = GOAL_DISTANCE * (2.0 * uniform[:, 1:] - 1.0)
+            square = self.exploring_start_half_width * (2.0 * uniform[:, 1:] - 1.0)
             position = torch.where(spread[:, None], square, position)
         return TensorDict({"position": position}, batch_size=[self.num_envs], device=self.device)
 

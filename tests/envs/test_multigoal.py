@@ -76,7 +76,20 @@ def test_by_default_every_episode_starts_near_the_origin():
     assert start.abs().max().item() < 0.6 and 0.09 < start.std().item() < 0.11  # N(0, 0.1^2)
 
 
-@pytest.mark.parametrize("share", [-0.1, 1.5])
-def test_exploring_starts_outside_zero_one_is_refused(share):
-    with pytest.raises(ValueError, match="MultiGoalEnv: exploring_starts must be in \\[0, 1\\]"):
-        MultiGoalEnv(4, seed=0, exploring_starts=share)
+def test_exploring_starts_fill_the_square_of_the_given_half_width():
+    start = MultiGoalEnv(4000, seed=1, exploring_starts=1.0, exploring_start_half_width=2.0).reset()["observation"]
+    assert start.abs().max().item() <= 2.0 and start.abs().mean().item() == pytest.approx(1.0, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"exploring_starts": -0.1}, "exploring_starts must be in \\[0, 1\\]"),
+        ({"exploring_starts": 1.5}, "exploring_starts must be in \\[0, 1\\]"),
+        ({"exploring_start_half_width": 0.0}, "exploring_start_half_width must be in \\(0, 7.0\\]"),
+        ({"exploring_start_half_width": 9.0}, "exploring_start_half_width must be in \\(0, 7.0\\]"),
+    ],
+)
+def test_exploring_start_settings_out_of_range_are_refused(options, message):
+    with pytest.raises(ValueError, match=f"MultiGoalEnv: {message}"):
+        MultiGoalEnv(4, seed=0, **options)
