@@ -238,6 +238,23 @@ def test_curves_interpolate_to_a_common_grid_with_a_band():
     assert (stats.runs, stats.mean, stats.train_seconds) == (2, pytest.approx(5.5), pytest.approx(5.5))
 
 
+def test_curves_of_several_tasks_get_one_panel_per_task(tmp_path):
+    from matplotlib import image
+
+    from genpo.experiments.plots import panel_groups, plot_curves
+
+    run = statistics.RunRecord(0, [{"env_steps": s, "wall_time": 1.0, "return_mean": s} for s in (10, 20)], 2.0)
+    stats = [statistics.summarize_variant(name, [run], last_k=1) for name in ("hopper.genpo", "ant.genpo", "hopper.gaussian")]
+    assert {group: [entry.name for entry in entries] for group, entries in panel_groups(stats).items()} == {
+        "hopper": ["hopper.genpo", "hopper.gaussian"],
+        "ant": ["ant.genpo"],
+    }
+    assert list(panel_groups([statistics.summarize_variant("genpo", [run], last_k=1)])) == [""]
+    plot_curves(stats, "env_steps", tmp_path / "two_panels.png")
+    plot_curves(stats[:1], "env_steps", tmp_path / "one_panel.png")
+    assert image.imread(tmp_path / "two_panels.png").shape[1] == 2 * image.imread(tmp_path / "one_panel.png").shape[1]
+
+
 def budget_run(seed: int, returns: list[float], steps_per_iteration: int = 100, seconds: float = 2.0):
     rows = [
         {"iteration": i + 1, "env_steps": steps_per_iteration * (i + 1), "wall_time": seconds, "return_mean": value}

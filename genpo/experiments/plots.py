@@ -9,15 +9,29 @@ from pathlib import Path
 from genpo.experiments.statistics import DEFAULT_CONFIDENCE, VariantStats
 
 
+def panel_groups(stats: Sequence[VariantStats]) -> dict[str, list[VariantStats]]:
+    """Variants grouped by the part of their name before the first dot (``hopper.genpo`` -> ``hopper``),
+    so a sweep over several tasks draws one panel per task; names without a dot share one panel."""
+    groups: dict[str, list[VariantStats]] = {}
+    for entry in stats:
+        groups.setdefault(entry.name.partition(".")[0] if "." in entry.name else "", []).append(entry)
+    return groups
+
+
 def plot_curves(stats: Sequence[VariantStats], x: str, path: Path, confidence: float = DEFAULT_CONFIDENCE) -> None:
-    """Mean return per variant against ``x`` (env_steps or wall_time) with its bootstrap CI band."""
+    """Mean return per variant against ``x`` (env_steps or wall_time) with its bootstrap CI band, one
+    panel per :func:`panel_groups` group (returns of different tasks do not share a scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    draw_curves(axis, stats, x, confidence)
+    groups = panel_groups(stats)
+    figure, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.5), squeeze=False)
+    for axis, (group, entries) in zip(axes[0], groups.items()):
+        draw_curves(axis, entries, x, confidence)
+        if group:
+            axis.set_title(group)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
