@@ -14,11 +14,12 @@ paper SQL's trajectories reach all four goals, DDPG's commit to one).
 
 ``exploring_starts`` (not in the paper; default 0): the fraction of episodes that start uniformly in the
 square ``[-w, w]^2`` (``w = exploring_start_half_width``, default 5: the square the goals span) instead
-of at the origin. An on-policy method values a first step
-by the current policy's behaviour after it, and a policy that drives to one goal from everywhere makes
-every other first step worse (``benchmarks/multigoal_first_step.py``); starts spread over the square
-make it learn the way to the nearest goal everywhere, so the first steps from the origin are worth the
-same. Evaluate with 0 (the ``eval`` scope of ``ablations/multigoal_exploring_starts.gin``).
+of at the origin. An on-policy method values a first step by the current policy's behaviour after it,
+and a policy that drives to one goal from everywhere makes every other first step worse
+(``benchmarks/multigoal_first_step.py``); starts spread over the square teach the way to the nearest
+goal from more states, so the first steps from the origin come closer in value. Evaluation keeps the
+origin: ``tasks/multigoal.gin`` binds ``eval/genpo.build_env.exploring_starts = 0.0``.
+
 ``episode_info`` holds ``goal_reached`` and one indicator per goal (``goal_east`` (+5, 0),
 ``goal_west``, ``goal_north`` (0, +5), ``goal_south``), so the trainer's per-iteration averages give
 how often each goal is taken.
