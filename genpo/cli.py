@@ -204,6 +204,7 @@ def _sweep(args: argparse.Namespace) -> int:
         out=args.out,
         archive=args.archive,
         ray=ray,
+        variants=args.variants,
     )
 
 
@@ -292,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="train every (variant, seed) of a TOML sweep spec in parallel processes or Ray tasks, then write a report"
     )
     sweep.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. sweeps/pendulum_schemes.toml; see docs/sweeps.md")
+    sweep.add_argument(
+        "--variants",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="only the variants whose names match PATTERN (shell-style, e.g. 'ant.*'; repeatable): run, report or archive part of a sweep",
+    )
     sweep.add_argument("--max-parallel", type=int, metavar="N", help="runs at once (default: cores // threads_per_run)")
     sweep.add_argument(
         "--backend",

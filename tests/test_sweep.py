@@ -470,6 +470,22 @@ def test_dry_run_prints_commands_and_runs_nothing(tmp_path, capsys):
     assert not spec.out.exists()
 
 
+def test_variants_option_keeps_only_the_matching_variants_and_a_pattern_matching_none_fails(tmp_path, capsys):
+    spec = write_spec(
+        tmp_path,
+        "".join(f'[[variants]]\nname = "{name}"\nconfig = "tasks/pendulum.gin"\n' for name in ("ant.genpo", "ant.gaussian", "hopper.genpo")),
+    )
+    assert main(["sweep", str(spec.path), "--dry-run", "--variants", "ant.*"]) == 0
+    output = capsys.readouterr().out
+    assert "ant.genpo/seed0" in output and "ant.gaussian/seed1" in output and "hopper" not in output
+    assert main(["sweep", str(spec.path), "--dry-run", "--variants", "hopper.genpo", "--variants", "*.gaussian"]) == 0
+    output = capsys.readouterr().out
+    assert "hopper.genpo/seed0" in output and "ant.gaussian/seed0" in output and "ant.genpo" not in output
+    assert main(["sweep", str(spec.path), "--dry-run", "--variants", "walker*"]) == 2
+    error = capsys.readouterr().err
+    assert "'walker*' matches no variant" in error and "ant.genpo, ant.gaussian, hopper.genpo" in error
+
+
 def test_job_state_skips_finished_resumes_checkpointed_and_restarts_failed_runs(tmp_path):
     from conftest import TINY_BINDINGS
 

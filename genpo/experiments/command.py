@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -21,7 +22,7 @@ from genpo.experiments.runner import (
     terminate_as_interrupt,
     train_command,
 )
-from genpo.experiments.spec import Job, load_spec, plan
+from genpo.experiments.spec import Job, load_spec, plan, select_variants
 
 # What an archive keeps of a run: enough to rebuild the report (metrics, summary, evaluation) and to know the run.
 ARCHIVED_FILES = ("metrics.csv", "summary.json", "config.gin", "run.json", EVALUATION_FILE)
@@ -80,13 +81,15 @@ def main(
     out: Path | None = None,
     archive: Path | None = None,
     ray: RayOptions | None = None,
+    variants: Sequence[str] = (),
 ) -> int:
     """What ``genpo sweep`` does, the runs as local processes or, with ``ray``, as Ray tasks; returns the
     exit code (1 when a run failed, 130 when interrupted).
     ``out`` replaces the spec's output directory; ``archive`` (with ``report_only``) copies the runs'
-    metrics there and writes the report from the copy. Finished runs are evaluated first when the spec
+    metrics there and writes the report from the copy. ``variants`` (shell-style name patterns) keeps only
+    the matching variants, for all of that. Finished runs are evaluated first when the spec
     asks for it (:func:`~genpo.experiments.evaluation.evaluate_runs`)."""
-    spec = load_spec(spec_path)
+    spec = select_variants(load_spec(spec_path), variants)
     if out is not None:
         spec = attrs.evolve(spec, out=out)
     jobs = plan(spec)

@@ -37,6 +37,8 @@ import itertools
 import math
 import re
 import tomllib
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import attrs
@@ -266,6 +268,20 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not path.is_file():
         raise FileNotFoundError(f"sweep spec {str(path)!r} not found")
     return parse_spec(path.read_text(), path)
+
+
+def select_variants(spec: SweepSpec, patterns: Sequence[str]) -> SweepSpec:
+    """The spec with only the variants whose names match one of the shell-style ``patterns``
+    (``genpo sweep SPEC --variants 'ant.*'``: run, evaluate, report or archive part of a study). A pattern
+    that matches no variant is an error naming it, so a typo never reports an empty sweep."""
+    if not patterns:
+        return spec
+    unmatched = [pattern for pattern in patterns if not any(fnmatchcase(variant.name, pattern) for variant in spec.variants)]
+    if unmatched:
+        names = ", ".join(variant.name for variant in spec.variants)
+        raise ValueError(f"{spec.path}: --variants {', '.join(map(repr, unmatched))} matches no variant (the variants: {names})")
+    chosen = [variant for variant in spec.variants if any(fnmatchcase(variant.name, pattern) for pattern in patterns)]
+    return attrs.evolve(spec, variants=chosen)
 
 
 # ---------------------------------------------------------------------------------- jobs and budget
