@@ -30,8 +30,9 @@ def declares_constant_log_det(coupling: str) -> bool:
 
 
 CONSTANT_LOG_DET = [name for name in COUPLINGS if declares_constant_log_det(name)]
-ACTORS = [*COUPLINGS, "gaussian"]
-CLOSED_FORM_ENTROPY = [*CONSTANT_LOG_DET, "gaussian"]
+GAUSSIANS = ["gaussian", "gaussian_state_std"]
+ACTORS = [*COUPLINGS, *GAUSSIANS]
+CLOSED_FORM_ENTROPY = [*CONSTANT_LOG_DET, *GAUSSIANS]
 DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 SMALL_NETWORKS = [
@@ -44,9 +45,16 @@ SMALL_NETWORKS = [
 
 
 def make_actor(kind: str, action_dim: int = 2, *, p: float = 0.9, num_steps: int = 5):
-    """A small actor built through gin: ``kind`` is a GenPO coupling name or ``gaussian``."""
-    if kind == "gaussian":
-        return build_actor(OBSERVATION_DIM, action_dim, config_files=["policies/gaussian.gin"], bindings=SMALL_NETWORKS)
+    """A small actor built through gin: ``kind`` is a GenPO coupling name, ``gaussian`` or
+    ``gaussian_state_std`` (its log-std network's output layer randomised, so the std differs by state)."""
+    if kind in GAUSSIANS:
+        state_std = [f"actor.gaussian.state_dependent_std = {kind == 'gaussian_state_std'}"]
+        actor = build_actor(
+            OBSERVATION_DIM, action_dim, config_files=["policies/gaussian.gin"], bindings=[*SMALL_NETWORKS, *state_std]
+        )
+        if actor.state_dependent_std:
+            torch.nn.init.normal_(actor.log_std_network[-1].weight, std=0.3)
+        return actor
     coupling = [f"flow.dummy_action.coupling = @coupling.{kind}()", f"coupling.{kind}.p = {p}"]
     steps = [f"flow.dummy_action.num_steps = {num_steps}"]
     return build_actor(
@@ -218,6 +226,26 @@ def test_entropy_matches_monte_carlo(kind):
         entropy = actor.entropy(batch).flatten()
     standard_error = negative_log_prob.std().item() / math.sqrt(negative_log_prob.numel())
     assert negative_log_prob.mean().item() == pytest.approx(entropy.mean().item(), abs=4 * standard_error)
+
+
+def test_state_dependent_std_starts_at_init_std_everywhere_and_can_differ_between_states():
+    actor = build_actor(
+        OBSERVATION_DIM,
+        2,
+        config_files=["policies/gaussian.gin"],
+        bindings=[*SMALL_NETWORKS, "actor.gaussian.state_dependent_std = True"],
+    )
+    observation = observations(6)["observation"]
+    torch.testing.assert_close(actor.log_std_at(observation), torch.full((6, 2), math.log(0.5)))
+    assert actor.log_std is None and "log_std" not in dict(actor.named_parameters())
+    randomised = make_actor("gaussian_state_std")
+    log_std = randomised.log_std_at(observation)
+    assert log_std.std(0).min() > 0.01  # the spread differs between states, per dimension
+    state = observations(1)
+    with torch.no_grad():
+        actions = randomised(state.expand(4000).clone())["action"]
+    expected_std = randomised.log_std_at(state["observation"]).exp()
+    torch.testing.assert_close(actions.std(0, keepdim=True), expected_std, rtol=0.08, atol=0.0)
 
 
 def test_kl_estimators_on_known_values():

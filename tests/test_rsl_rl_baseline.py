@@ -74,6 +74,13 @@ def test_a_genpo_config_is_refused_naming_the_actor(tmp_path):
         rsl_rl.runner_config(trainer)
 
 
+def test_a_state_dependent_std_is_refused_naming_it(tmp_path):
+    bindings = [*TINY_BINDINGS, "actor.gaussian.state_dependent_std = True"]
+    trainer, _ = new_experiment(tmp_path, [GAUSSIAN_CONFIG], bindings)
+    with pytest.raises(ValueError, match="std is state-dependent"):
+        rsl_rl.runner_config(trainer)
+
+
 class ScriptedEnv(BatchedEnv):
     """Two envs; env 0 ends an episode every 2 steps (terminated), env 1 every 3 (truncated);
     the reward of step t is t in env 0 and 10 in env 1; ``episode_info["env"]`` is the env's index."""

@@ -87,6 +87,7 @@ def runner_config(trainer: Trainer) -> dict:
     """
     actor, critic, loss, settings = trainer.actor, trainer.critic, trainer.loss, trainer.settings
     _require(isinstance(actor, GaussianActor), f"the actor is {type(actor).__name__}, not the Gaussian actor")
+    _require(not actor.state_dependent_std, "the Gaussian actor's std is state-dependent (rsl_rl's is a learned vector)")
     _require(isinstance(critic, ValueMLP), f"the critic is {type(critic).__name__}, not critic.mlp")
     _require(loss.compression is None, "the loss has a compression term")
     _require(trainer.critic_observation_normalizer is None, "the env has separate critic observations")

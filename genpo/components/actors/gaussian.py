@@ -18,6 +18,10 @@ from genpo.registry import register
 class GaussianActor(Actor):
     """``action = mean(s) + exp(log_std) * z`` with a state-independent learned log std (rsl_rl's policy).
 
+    ``state_dependent_std=True`` learns ``log_std(s)`` instead, with a second MLP of the same layout whose
+    output layer starts at zero (so every state starts at ``init_std``): a unimodal policy that can be wide
+    at one state and narrow at another, which separates "multimodal" from "state-dependent spread" when a
+    flow policy is compared with a Gaussian (rsl_rl's runner has no such policy; the baseline refuses it).
     The likelihood is defined on ``action`` itself, so :attr:`sample_keys` is empty.
     """
 
@@ -31,33 +35,52 @@ class GaussianActor(Actor):
         hidden_sizes: Sequence[int] = (256, 256, 256),
         activation: str = "elu",
         init_std: float = 1.0,
+        state_dependent_std: bool = False,
     ):
         super().__init__(observation_dim, action_dim)
         if not init_std > 0:
             raise ValueError(f"{type(self).__name__}: init_std must be > 0, got {init_std!r}")
         self.mean = mlp(observation_dim, tuple(hidden_sizes), action_dim, activation)
-        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
+        self.state_dependent_std = state_dependent_std
+        self.log_init_std = math.log(init_std)
+        if state_dependent_std:
+            self.log_std_network = mlp(observation_dim, tuple(hidden_sizes), action_dim, activation)
+            output_layer = self.log_std_network[-1]
+            nn.init.zeros_(output_layer.weight)
+            nn.init.zeros_(output_layer.bias)
+            self.register_parameter("log_std", None)
+        else:
+            self.log_std_network = None
+            self.log_std = nn.Parameter(torch.full((action_dim,), self.log_init_std))
 
     @property
     def noise_dim(self) -> int:
         return self.action_dim
 
+    def log_std_at(self, observation: torch.Tensor) -> torch.Tensor:
+        """The per-dimension log std at ``observation`` (the learned vector when it is state-independent)."""
+        if self.log_std_network is None:
+            return self.log_std
+        return self.log_std_network(observation) + self.log_init_std
+
     def sample(self, tensordict: TensorDictBase, noise: torch.Tensor | None = None) -> TensorDictBase:
         observation = self.observation(tensordict)
         noise = self.draw_noise(observation, noise)
-        tensordict.set("action", self.mean(observation) + self.log_std.exp() * noise)
-        tensordict.set("action_log_prob", standard_normal_log_prob(noise) - self.log_std.sum())
+        log_std = self.log_std_at(observation)
+        tensordict.set("action", self.mean(observation) + log_std.exp() * noise)
+        tensordict.set("action_log_prob", standard_normal_log_prob(noise) - log_std.sum(-1))
         return tensordict
 
     def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
         observation = self.observation(tensordict)
         action = self.stored(tensordict, "action", self.action_dim)
-        return (action - self.mean(observation)) * (-self.log_std).exp()
+        return (action - self.mean(observation)) * (-self.log_std_at(observation)).exp()
 
     def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
-        return standard_normal_log_prob(self.inverse(tensordict)) - self.log_std.sum()
+        log_std = self.log_std_at(self.observation(tensordict))
+        return standard_normal_log_prob(self.inverse(tensordict)) - log_std.sum(-1)
 
     def entropy(self, tensordict: TensorDictBase) -> torch.Tensor:
         observation = self.observation(tensordict)
-        value = self.log_std.sum() + 0.5 * self.action_dim * (1.0 + LOG_2PI)
+        value = self.log_std_at(observation).sum(-1) + 0.5 * self.action_dim * (1.0 + LOG_2PI)
         return value.expand(observation.shape[:-1])
