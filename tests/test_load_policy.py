@@ -90,6 +90,23 @@ def test_the_runs_action_clipping_is_applied(tmp_path, make_tiny_experiment):
     assert unclipped.abs().max().item() > 0.05  # the clip is what bounds it
 
 
+def test_each_run_is_rebuilt_from_its_own_config_alone(tmp_path, make_tiny_experiment):
+    """A binding of a run loaded earlier in the process does not fill a gap in the next run's config
+    (its config.gin holds only the values it bound)."""
+    from conftest import GAUSSIAN_CONFIG
+
+    runs = {}
+    for name, extra in (("state_std", ["actor.gaussian.state_dependent_std = True"]), ("plain", [])):
+        trainer, _ = make_tiny_experiment(tmp_path / name, config=GAUSSIAN_CONFIG, extra=[*extra, "genpo.run.iterations = 1"])
+        trainer.train(1, quiet=True)
+        trainer.save()
+        runs[name] = trainer
+    observation, noise = observations(8), torch.randn(8, 1)
+    for name in ("state_std", "plain", "state_std"):
+        action = genpo.load_policy(tmp_path / name)(observation, noise=noise)
+        torch.testing.assert_close(action, trained_action(runs[name], observation, noise), rtol=0, atol=0)
+
+
 def test_bad_input_fails_naming_the_culprit(run):
     run_dir, _ = run
     with pytest.raises(ValueError, match=r"load_policy: noise must be one of zero, fixed, random, got 'gaussian'"):

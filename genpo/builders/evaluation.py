@@ -56,7 +56,8 @@ def restore_policy(
 ) -> RestoredPolicy:
     """The run's env (its config under the ``eval`` scope: ``eval/genpo.build_env.*`` bindings override the
     training env's, with ``num_envs`` and ``seed``, on ``device``, default the run's) and the policy of
-    ``checkpoint`` (``latest``, ``best`` by training return, or a file), rebuilt from the run's config.
+    ``checkpoint`` (``latest``, ``best`` by training return, or a file), rebuilt from the run's config alone
+    (gin is cleared first).
 
     ``load_policy(trainer, path, state) -> (actor, observation normaliser)`` reads the checkpoint's policy
     (``state`` holds ``checkpoint_keys``): genpo's by default; another trainer passes its own. The caller
@@ -64,6 +65,10 @@ def restore_policy(
     """
     run_dir = Path(run_dir)
     config, _ = read_config(run_dir)
+    # The run's config.gin holds only the values it bound: bindings left by a run restored earlier in the
+    # same process (a sweep evaluating its runs, a density plot of several runs) would otherwise fill its
+    # gaps, e.g. one run's state-dependent std in the next run's model.
+    gin.clear_config()
     parse_config([config])
     device = str(check_device(device)) if device is not None else run_settings().device
     with gin.config_scope("eval"):

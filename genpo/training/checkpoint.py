@@ -77,8 +77,12 @@ def load_module_state(module: torch.nn.Module, state: dict, name: str, path: str
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint {path} does not fit this config: {name} "
-            + (f"lacks {', '.join(missing[:3])}" if missing else f"has unknown entries {', '.join(unexpected[:3])}")
+            f"checkpoint {path} does not fit this config: the checkpoint's {name} "
+            + (
+                f"lacks {', '.join(missing[:3])}, which the model built from the config has"
+                if missing
+                else f"has {', '.join(unexpected[:3])}, which the model built from the config lacks"
+            )
             + " (was the model changed after the checkpoint was written?)"
         )
     module.load_state_dict(state)
