@@ -41,7 +41,6 @@ class GaussianActor(Actor):
         if not init_std > 0:
             raise ValueError(f"{type(self).__name__}: init_std must be > 0, got {init_std!r}")
         self.mean = mlp(observation_dim, tuple(hidden_sizes), action_dim, activation)
-        self.state_dependent_std = state_dependent_std
         self.log_init_std = math.log(init_std)
         if state_dependent_std:
             self.log_std_network = mlp(observation_dim, tuple(hidden_sizes), action_dim, activation)
@@ -57,6 +56,10 @@ class GaussianActor(Actor):
     def noise_dim(self) -> int:
         return self.action_dim
 
+    @property
+    def state_dependent_std(self) -> bool:
+        return self.log_std_network is not None
+
     def log_std_at(self, observation: torch.Tensor) -> torch.Tensor:
         """The per-dimension log std at ``observation`` (the learned vector when it is state-independent)."""
         if self.log_std_network is None:
@@ -71,14 +74,19 @@ class GaussianActor(Actor):
         tensordict.set("action_log_prob", standard_normal_log_prob(noise) - log_std.sum(-1))
         return tensordict
 
-    def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
+    def _noise_and_log_std(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base noise of the stored action and the log std it was drawn with (one pass of each network)."""
         observation = self.observation(tensordict)
         action = self.stored(tensordict, "action", self.action_dim)
-        return (action - self.mean(observation)) * (-self.log_std_at(observation)).exp()
+        log_std = self.log_std_at(observation)
+        return (action - self.mean(observation)) * (-log_std).exp(), log_std
+
+    def inverse(self, tensordict: TensorDictBase) -> torch.Tensor:
+        return self._noise_and_log_std(tensordict)[0]
 
     def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
-        log_std = self.log_std_at(self.observation(tensordict))
-        return standard_normal_log_prob(self.inverse(tensordict)) - log_std.sum(-1)
+        noise, log_std = self._noise_and_log_std(tensordict)
+        return standard_normal_log_prob(noise) - log_std.sum(-1)
 
     def entropy(self, tensordict: TensorDictBase) -> torch.Tensor:
         observation = self.observation(tensordict)
