@@ -224,6 +224,19 @@ def test_stratified_bootstrap_resamples_within_each_stratum():
     assert 50.0 <= low <= high <= 52.0
 
 
+def test_normalized_score_is_the_mean_over_tasks_of_iqm_over_reference():
+    finals = np.array([[100.0, 10.0], [200.0, 20.0], [300.0, 30.0]])  # runs x tasks
+    point, low, high = statistics.normalized_score_ci(finals, [200.0, 10.0], resamples=500)
+    assert point == pytest.approx((1.0 + 2.0) / 2)
+    assert low < point < high
+    # each task's runs are resampled within the task: the extremes are all-low and all-high draws
+    assert low >= (0.5 + 1.0) / 2 and high <= (1.5 + 3.0) / 2
+    with pytest.raises(ValueError, match="one reference per task"):
+        statistics.normalized_score_ci(finals, [1.0])
+    with pytest.raises(ValueError, match="non-zero"):
+        statistics.normalized_score_ci(finals, [1.0, 0.0])
+
+
 def test_curves_interpolate_to_a_common_grid_with_a_band():
     runs = [
         statistics.RunRecord(0, [{"env_steps": s, "wall_time": 1.0, "return_mean": s / 10} for s in (10, 20, 30)], 3.0),

@@ -104,6 +104,31 @@ def stratified_bootstrap_ci(
     return float(statistic(array)), float(low), float(high)
 
 
+def normalized_score_ci(
+    finals: np.ndarray | Sequence[Sequence[float]],
+    references: Sequence[float],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> tuple[float, float, float]:
+    """``(score, CI low, CI high)`` of a configuration tuned on several tasks: the mean over tasks of
+    its IQM final return divided by the task's reference return (the tuning rule of docs/results.md).
+
+    ``finals`` is ``[runs, tasks]``; the CI resamples the runs of each task independently
+    (:func:`stratified_bootstrap_ci`).
+    """
+    array = np.asarray(finals, dtype=float)
+    scale = np.asarray(references, dtype=float)
+    if array.ndim != 2 or scale.shape != (array.shape[1],):
+        raise ValueError(f"normalized_score_ci: finals must be [runs, tasks] with one reference per task, got {array.shape} and {scale.shape}")
+    if not np.all(np.isfinite(scale)) or np.any(scale == 0):
+        raise ValueError(f"normalized_score_ci: references must be finite and non-zero, got {list(references)}")
+    return stratified_bootstrap_ci(
+        array, lambda sample: float(np.mean(iqm(sample, axis=0) / scale)), resamples=resamples, confidence=confidence, seed=seed
+    )
+
+
 def bootstrap_mean_band(
     curves: np.ndarray,
     *,
