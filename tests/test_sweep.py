@@ -398,6 +398,18 @@ def test_archive_keeps_the_metrics_and_rebuilds_the_same_report(resumed_sweep, t
         main(["sweep", str(spec.path), "--archive", str(archive)])
 
 
+def test_report_written_outside_the_working_directory_shows_no_absolute_path(resumed_sweep, tmp_path, monkeypatch):
+    spec, *_ = resumed_sweep
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    archive = tmp_path / "scratch" / "archive"
+    assert main(["sweep", str(spec.path), "--report-only", "--archive", str(archive)]) == 0
+    report = (archive / "report.md").read_text().split("```toml")[0]  # the spec's own text is quoted verbatim
+    assert str(tmp_path) not in report and str(spec.out.parent) not in report
+    assert "--archive ../scratch/archive" in report
+    assert "--out ../scratch/archive/gaussian/seed" in report
+
+
 def test_finished_runs_are_evaluated_once_and_the_evaluation_is_reported_and_archived(resumed_sweep, tmp_path, capsys):
     spec, *_ = resumed_sweep
     out = tmp_path / "out"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -233,7 +234,7 @@ def _budget_text(iterations: int | None, env_steps: int | None) -> str:
 def shown_command(command: Sequence[str]) -> str:
     """A run's command as a reader types it, with no path of this machine: ``genpo train ...`` for
     ``<python> -m genpo.cli train ...``, configs by their name under the packaged ``gin/`` folder and
-    other paths relative to the working directory."""
+    every other path relative to the working directory (``../``-prefixed when outside it)."""
     if list(command[1:3]) == ["-m", "genpo.cli"]:
         command = ["genpo", *command[3:]]
     return shlex.join(_portable(argument) for argument in command)
@@ -243,10 +244,9 @@ def _portable(argument: str) -> str:
     path = Path(argument)
     if not path.is_absolute():
         return argument
-    for root in (GIN_DIR, Path.cwd()):
-        if path.is_relative_to(root):
-            return str(path.relative_to(root))
-    return argument
+    if path.is_relative_to(GIN_DIR):
+        return str(path.relative_to(GIN_DIR))
+    return os.path.relpath(path)
 
 
 def _first_job(jobs: Sequence[Job], variant: Variant) -> Job:
