@@ -1,5 +1,5 @@
-"""The opt-in bf16 velocity network (``velocity_network.mlp.autocast_dtype = 'bfloat16'``): the flow's state
-and coupling stay fp32, the exact inverse still inverts the forward map, and PPO's ratio is 1 on fresh data.
+"""The bf16 velocity network (``velocity_network.mlp.autocast_dtype = 'bfloat16'``, or ``'auto'`` where the
+machine multiplies bf16 natively): the flow's state and coupling stay fp32, the exact inverse still inverts the forward map, and PPO's ratio is 1 on fresh data.
 
 Why the round trip is not held to fp32 round-off everywhere: the inverse re-evaluates the same bf16
 network, but on halves rebuilt by the fp32 mixing inversion, which differ from the forward's by an ulp or
@@ -43,7 +43,7 @@ def make_flow(action_dim: int, autocast_dtype: str | None, seed: int = 0) -> Dum
 
 def test_default_is_fp32_and_bad_dtypes_raise():
     assert VelocityMLP(2, 3).autocast_dtype is None
-    with pytest.raises(ValueError, match="autocast_dtype must be one of"):
+    with pytest.raises(ValueError, match="autocast_dtype must be one of None, 'bfloat16', 'float16', 'auto', got 'float8'"):
         VelocityMLP(2, 3, autocast_dtype="float8")
 
 
@@ -112,3 +112,86 @@ def test_this_cpu_flags_read_as_a_boolean_on_linux():
     from genpo.components.networks.cpu_precision import cpu_has_native_bf16
 
     assert cpu_has_native_bf16() in (True, False)
+
+
+@pytest.fixture
+def cpu_with_native_bf16(monkeypatch):
+    """``set(native)`` makes this CPU read as having native bf16 (True), not (False) or unknown (None)."""
+    from genpo.components.networks import cpu_precision
+
+    def set_native(native):
+        monkeypatch.setattr(cpu_precision, "cpu_has_native_bf16", lambda: native)
+        cpu_precision.resolve_autocast_dtype.cache_clear()
+
+    yield set_native
+    cpu_precision.resolve_autocast_dtype.cache_clear()
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bfloat16"), (False, None), (None, None)])
+def test_auto_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively(cpu_with_native_bf16, native, expected):
+    cpu_with_native_bf16(native)
+    network = VelocityMLP(2, 3, hidden_sizes=(8,), autocast_dtype="auto")
+    assert network.requested_autocast_dtype == "auto"
+    assert network.autocast_dtype == expected
+    torch.manual_seed(0)
+    half, observation, time = torch.randn(64, 2), torch.randn(64, 3), torch.rand(64)
+    # the same weights set to what 'auto' should have chosen compute exactly the same velocities
+    same = VelocityMLP(2, 3, hidden_sizes=(8,), autocast_dtype=expected)
+    same.load_state_dict(network.state_dict())
+    assert torch.equal(network.compute(half, observation, time), same.compute(half, observation, time))
+    other = VelocityMLP(2, 3, hidden_sizes=(8,), autocast_dtype=None if expected else "bfloat16")
+    other.load_state_dict(network.state_dict())
+    assert not torch.equal(network.compute(half, observation, time), other.compute(half, observation, time))
+    assert network.compute(half, observation, time).dtype == torch.float32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_chooses_silently_and_an_explicit_bfloat16_still_warns_where_emulated(cpu_with_native_bf16, native):
+    import warnings
+
+    from genpo.components.networks import cpu_precision
+
+    cpu_with_native_bf16(native)
+    cpu_precision.warn_if_bf16_is_emulated.cache_clear()
+    half, observation, time = torch.randn(4, 2), torch.randn(4, 3), torch.rand(4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        VelocityMLP(2, 3, hidden_sizes=(8,), autocast_dtype="auto").compute(half, observation, time)
+        auto_warnings = len(caught)
+        VelocityMLP(2, 3, hidden_sizes=(8,), autocast_dtype="bfloat16").compute(half, observation, time)
+    cpu_precision.warn_if_bf16_is_emulated.cache_clear()
+    assert auto_warnings == 0
+    assert len(caught) == (0 if native else 1)
+
+
+@pytest.mark.parametrize(("native", "line"), [
+    (True, "velocity network in bf16 ('auto': this CPU multiplies bf16 natively"),
+    (False, "velocity network in fp32 ('auto': this CPU has no avx512_bf16 or amx_bf16: bf16 would be emulated)"),
+])
+def test_the_locomotion_default_is_auto_and_the_run_states_its_choice(tmp_path, cpu_with_native_bf16, native, line, capsys):
+    import gin
+
+    from genpo.cli import _print_precision
+    from genpo.components.networks.cpu_precision import describe_precision
+
+    cpu_with_native_bf16(native)
+    gin.clear_config()
+    gin.parse_config_files_and_bindings(["gin/tasks/halfcheetah.gin"], [])
+    assert gin.query_parameter("velocity_network.mlp.autocast_dtype") == "auto"
+    flow = make_flow(3, "auto")
+    assert describe_precision(flow).startswith(line)
+    gin.clear_config()
+
+    class Trainer:
+        actor = flow
+
+    _print_precision(Trainer())
+    assert capsys.readouterr().out.startswith(f"precision: {line}")
+
+
+def test_export_runs_an_auto_network_in_fp32_through_the_same_attribute(cpu_with_native_bf16):
+    cpu_with_native_bf16(True)
+    network = VelocityMLP(2, 3, hidden_sizes=(8,), autocast_dtype="auto")
+    assert network.autocast_dtype == "bfloat16"
+    network.autocast_dtype = None
+    assert network.autocast_dtype is None and network.requested_autocast_dtype is None

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from genpo.components.base import TensorDictComponent
-from genpo.components.networks.cpu_precision import warn_if_bf16_is_emulated
+from genpo.components.networks.cpu_precision import AUTO, resolve_autocast_dtype, warn_if_bf16_is_emulated
 from genpo.components.networks.mlp import activation_class, mlp
 from genpo.validation import check_positive_int
 from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding
@@ -26,12 +26,16 @@ class VelocityMLP(TensorDictComponent):
     projection. ``compute`` gives the same result from raw inputs (TensorDict / test path).
     ``output_fields`` > 1 serves couplings that need more than a velocity (e.g. a log-scale).
 
-    ``autocast_dtype`` (opt-in, default None: everything in the input's dtype): ``"bfloat16"`` or
-    ``"float16"`` runs this network's layers under ``torch.autocast`` (matmuls in that dtype, fp32
-    accumulation) and returns the velocity cast back to the input's dtype, so a flow's state and its
-    coupling arithmetic stay in fp32. Every call is a deterministic function of its inputs, so an exact
-    inverse that re-evaluates the network on the same halves still inverts the forward map; what the
-    likelihood is of changes (a slightly different network function), not how it is computed.
+    ``autocast_dtype`` (default None: everything in the input's dtype): ``"bfloat16"`` or ``"float16"``
+    runs this network's layers under ``torch.autocast`` (matmuls in that dtype, fp32 accumulation) and
+    returns the velocity cast back to the input's dtype, so a flow's state and its coupling arithmetic
+    stay in fp32. ``"auto"`` is bf16 where the device multiplies bf16 natively and fp32 elsewhere
+    (:func:`~genpo.components.networks.cpu_precision.resolve_autocast_dtype`); the attribute
+    ``autocast_dtype`` always reads as the resolved choice for the device the weights are on, and
+    ``requested_autocast_dtype`` as what was configured. Every call is a deterministic function of its
+    inputs, so an exact inverse that re-evaluates the network on the same halves still inverts the
+    forward map; what the likelihood is of changes (a slightly different network function), not how it
+    is computed.
     """
 
     in_keys = ["half", "observation", "time"]
@@ -63,23 +67,33 @@ class VelocityMLP(TensorDictComponent):
         self.time_projection = nn.Linear(self.time_embedding.out_dim, first)
         self.first_activation = activation_class(activation)()
         self.trunk = mlp(first, hidden_sizes[1:], output_fields * half_dim, activation)
-        if autocast_dtype not in AUTOCAST_DTYPES:
-            choices = ", ".join(repr(name) for name in AUTOCAST_DTYPES)
-            raise ValueError(f"{name}: autocast_dtype must be one of {choices}, got {autocast_dtype!r}")
         self.autocast_dtype = autocast_dtype
 
+    @property
+    def autocast_dtype(self) -> str | None:
+        """The dtype this network's layers run in on the device its weights are on (None: fp32)."""
+        return resolve_autocast_dtype(self.requested_autocast_dtype, self.half_projection.weight.device.type)
+
+    @autocast_dtype.setter
+    def autocast_dtype(self, value: str | None) -> None:
+        if value not in AUTOCAST_DTYPES and value != AUTO:
+            choices = ", ".join(repr(name) for name in [*AUTOCAST_DTYPES, AUTO])
+            raise ValueError(f"{type(self).__name__}: autocast_dtype must be one of {choices}, got {value!r}")
+        self.requested_autocast_dtype = value
+
     def extra_repr(self) -> str:
-        return "" if self.autocast_dtype is None else f"autocast_dtype={self.autocast_dtype}"
+        return "" if self.requested_autocast_dtype is None else f"autocast_dtype={self.requested_autocast_dtype}"
 
     def precision(self, like: torch.Tensor) -> contextlib.AbstractContextManager:
         """The autocast region this network's layers run in: a no-op context without ``autocast_dtype``
         or inside a region already autocasting to it. A flow may enter it once around a whole pass (its
         coupling arithmetic still sees fp32 velocities), which saves the per-call entry and lets autocast
         cast each weight once per pass instead of once per call."""
-        if self.autocast_dtype is None:
+        autocast_dtype = self.autocast_dtype
+        if autocast_dtype is None:
             return contextlib.nullcontext()
         device_type = like.device.type
-        dtype = AUTOCAST_DTYPES[self.autocast_dtype]
+        dtype = AUTOCAST_DTYPES[autocast_dtype]
         if torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == dtype:
             return contextlib.nullcontext()
         if device_type == "cpu" and dtype == torch.bfloat16:
