@@ -33,12 +33,15 @@ def _train_rank(args: argparse.Namespace, parallel: DataParallel) -> int:
     trainer, iterations = _resume_run(args, parallel) if args.resume else _new_run(args, parallel)
     if trainer is None:
         return 0
+    from genpo.invocation import genpo_command
+
     run_dir = trainer.run_dir
-    resume_hint = f"resume with: genpo train --resume {run_dir}"
+    resume_hint = f"resume with: {genpo_command()} train --resume {run_dir}"
     if parallel.active:
         resume_hint = f"resume with: torchrun --nproc-per-node {parallel.world_size} -m genpo train --resume {run_dir}"
     if parallel.is_main:
         print(f"run directory: {run_dir}", flush=True)
+        _print_precision(trainer)
     try:
         summary = trainer.train(iterations, quiet=args.quiet)
     except TrainingInterrupted as stop:
@@ -58,6 +61,16 @@ def _train_rank(args: argparse.Namespace, parallel: DataParallel) -> int:
     print(f"checkpoint: {trainer.checkpoint_path}")
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _print_precision(trainer) -> None:
+    """The precision the policy's networks run in, so a user sees what ``autocast_dtype = 'auto'`` chose."""
+    from genpo.components.networks.cpu_precision import describe_precision
+
+    actor = getattr(trainer, "actor", None)
+    line = describe_precision(actor) if actor is not None else None
+    if line:
+        print(f"precision: {line}", flush=True)
 
 
 def _new_run(args: argparse.Namespace, parallel: DataParallel):
@@ -87,6 +100,8 @@ def _resume_run(args: argparse.Namespace, parallel: DataParallel):
             f"genpo train --resume DIR: {', '.join(given)} cannot be given (the run's config.gin is reused; "
             "--iterations, --device, --allow-config-change and --quiet can)"
         )
+    from genpo.invocation import genpo_command
+
     _, record = read_config(args.resume)
     _check_data_parallel(record.trainer, parallel)
     resume = _trainer_entry_points(record.trainer)[1]
@@ -95,7 +110,7 @@ def _resume_run(args: argparse.Namespace, parallel: DataParallel):
     if iterations == 0 and parallel.is_main:
         print(
             f"{args.resume} already finished its {record.target_iterations} iterations; "
-            f"`genpo train --resume {args.resume} --iterations N` trains N more"
+            f"`{genpo_command()} train --resume {args.resume} --iterations N` trains N more"
         )
     return (None, 0) if iterations == 0 else (trainer, iterations)
 

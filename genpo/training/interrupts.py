@@ -8,6 +8,7 @@ last checkpoint written stays the one to resume from.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -43,6 +44,13 @@ class InterruptGuard:
         if self.signum is not None:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: the current iteration is abandoned")
         self.signum = signum
+        # Said at once, so that a user waiting for a long iteration knows the first signal was taken;
+        # os.write, not print: a handler may run while sys.stderr is in the middle of a write.
+        os.write(
+            2,
+            f"genpo: {signal.Signals(signum).name} received: finishing the iteration in flight, then writing a "
+            f"checkpoint (send it again, e.g. a second Ctrl-C, to abandon the iteration)\n".encode(),
+        )
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
