@@ -26,7 +26,9 @@ start before torch is imported; ``scripts/genpo_isaaclab.py`` does that and hand
 What is mapped
 --------------
 - observation group ``policy`` -> ``observation``; group ``critic`` (when defined) -> ``critic_observation``.
-  Groups given as dicts of terms or with extra dimensions are flattened per env in term order.
+  Groups given as dicts of terms or with extra dimensions are flattened per env in term order. The rsl_rl
+  wrapper of Isaac Lab 2.3 onwards returns the groups from ``step``; the 2.0-2.2 wrapper returns the
+  ``policy`` group as a plain tensor and every group in ``extras["observations"]``, which is read then.
 - rewards -> ``reward`` (float32); ``terminated`` = the env's ``reset_terminated``; ``truncated`` = time-outs
   (``extras["time_outs"]``, set by the wrapper only for infinite-horizon tasks) that are not terminations.
   A step that is both is a termination on either interface (never bootstrapped).
@@ -196,6 +198,7 @@ class IsaacLabEnv(BatchedEnv):
             action = action.clamp(-self.clip_actions, self.clip_actions)
         if self._rsl_rl_interface:
             observations, reward, dones, extras = self._env.step(action)
+            observations = self._step_groups(observations, extras)
             done = self._flags(dones)
             time_outs = extras.get("time_outs") if isinstance(extras, Mapping) else None
             if time_outs is None:  # finite horizon: the time limit is terminal
@@ -261,6 +264,19 @@ class IsaacLabEnv(BatchedEnv):
         if self.critic_observation_dim is not None:
             out["critic_observation"] = self._group(observations, CRITIC_GROUP, self.critic_observation_dim)
         return out
+
+    def _step_groups(self, observations, extras):
+        """The observation groups of an rsl_rl wrapper's step: the returned groups (Isaac Lab 2.3 onwards), or
+        ``extras["observations"]`` when the wrapper returns only the ``policy`` group as a tensor (2.0-2.2)."""
+        if isinstance(observations, (Mapping, TensorDictBase)):
+            return observations
+        groups = extras.get("observations") if isinstance(extras, Mapping) else None
+        if not isinstance(groups, (Mapping, TensorDictBase)):
+            raise TypeError(
+                f"{self._name}: the env's step returned observations as {type(observations).__name__} and no "
+                'extras["observations"] dict of groups'
+            )
+        return groups
 
     def _group(self, observations, group: str, width: int) -> torch.Tensor:
         if group not in observations.keys():

@@ -6,6 +6,9 @@ numbers below) and holds unchanged at 51b4fb54 (release line, VERSION 3.0.0). Pa
 ``E`` = source/isaaclab/isaaclab/envs/manager_based_rl_env.py,
 ``M`` = source/isaaclab/isaaclab/managers/{reward,termination,observation}_manager.py,
 ``R`` = rsl_rl v5.4.2 (leggedrobotics/rsl_rl aabd3eb5) rsl_rl/runners/on_policy_runner.py.
+The 2.0-2.2 wrapper is read from the GenPO authors' Isaac Lab tree, wadx2019/genpo at commit 5b6711bd
+(VERSION 2.0.2): ``W20`` = source/isaaclab_rl/isaaclab_rl/rsl_rl/vecenv_wrapper.py there. Its layout changed
+in 2.3.0 (isaac-sim/IsaacLab docs/source/refs/release_notes.rst, v2.3.0: "Adds changes for rsl_rl 3.0.1").
 """
 
 from __future__ import annotations
@@ -113,6 +116,31 @@ class RslRlVecEnvWrapperDouble:
         return self.env.close()
 
 
+class RslRlVecEnvWrapper20Double(RslRlVecEnvWrapperDouble):
+    """``W20``: ``step`` returns the ``policy`` group as a plain tensor and every group in
+    ``extras["observations"]`` (W20:171-188); ``reset`` and ``get_observations`` return
+    ``(policy, {"observations": groups})`` (W20:136-142, W20:165-169)."""
+
+    def __init__(self, env):
+        super().__init__(env, has_reset=False)
+        self.reset = lambda: self._split(self.env.reset()[0])  # W20:165-169
+
+    @staticmethod
+    def _split(groups):
+        return groups["policy"], {"observations": groups}
+
+    def get_observations(self):  # W20:136-142
+        return self._split(self.unwrapped._observations())
+
+    def step(self, actions):  # W20:171-188
+        groups, rew, terminated, truncated, extras = self.env.step(actions)
+        dones = (terminated | truncated).to(dtype=torch.long)
+        extras["observations"] = groups
+        if not self.unwrapped.cfg.is_finite_horizon:
+            extras["time_outs"] = truncated
+        return groups["policy"], rew, dones, extras
+
+
 def make(has_reset=True, **env_kwargs):
     raw = ManagerBasedRLEnvDouble(**env_kwargs)
     return IsaacLabEnv("ant", N, env=RslRlVecEnvWrapperDouble(raw, has_reset)), raw
@@ -135,6 +163,33 @@ def test_keys_dtypes_devices_and_copies_of_reused_buffers(has_reset):
     assert first["terminated"].dtype == first["truncated"].dtype == torch.bool
     assert all(value.device == env.device for value in first.values())
     assert (env.observation_dim, env.critic_observation_dim, env.action_dim) == (POLICY, CRITIC, ACTIONS)
+
+
+def test_the_2_0_to_2_2_wrapper_gives_the_transitions_of_the_2_3_wrapper():
+    """W20:180-181 returns the policy group as a tensor; the critic group is only in extras["observations"]."""
+    terminate_at = {3: [2], LIMIT: [0]}
+    current, _ = make(terminate_at=terminate_at)
+    legacy_wrapper = RslRlVecEnvWrapper20Double(ManagerBasedRLEnvDouble(terminate_at=terminate_at))
+    legacy = IsaacLabEnv("ant", N, env=legacy_wrapper)
+    assert (current.reset() == legacy.reset()).all()
+    for t in range(LIMIT + 2):
+        action = torch.full((N, ACTIONS), 0.1 * (t + 1))
+        expected, output = current.step(action), legacy.step(action)
+        assert set(output.keys(include_nested=True)) == set(expected.keys(include_nested=True))
+        assert (output == expected).all(), t
+    assert "critic_observation" in output.keys() and legacy.critic_observation_dim == CRITIC
+    policy, _, _, extras = legacy_wrapper.step(zeros())  # the double keeps W20's layout
+    assert isinstance(policy, torch.Tensor) and set(extras["observations"]) == {"policy", "critic"}
+
+
+def test_a_plain_tensor_step_without_observation_groups_fails_naming_the_env():
+    wrapper = RslRlVecEnvWrapper20Double(ManagerBasedRLEnvDouble())
+    step = wrapper.step
+    wrapper.step = lambda actions: (*step(actions)[:3], {})  # no extras["observations"]
+    env = IsaacLabEnv("ant", N, env=wrapper)
+    env.reset()
+    with pytest.raises(TypeError, match=r"IsaacLabEnv\('ant'\): the env's step returned observations as Tensor"):
+        env.step(zeros())
 
 
 def test_time_out_without_final_obs_bootstraps_from_the_last_observation():
