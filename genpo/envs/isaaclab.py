@@ -7,9 +7,11 @@ upstream lines each behaviour below relies on are cited in ``tests/envs/test_isa
 Task names
 ----------
 ``task`` is one of :data:`TASK_IDS` (genpo's names of the paper's eight tasks, e.g. ``ant``) or a literal
-gymnasium id. Isaac Lab 2.x and the 3.0 release register ``Isaac-Ant-v0``; the 3.x development line
-registers ``Isaac-Ant`` and no ``-v0`` alias. The candidates are tried in the order the installed
-``isaaclab`` version prefers and the first one registered is used.
+gymnasium id. Isaac Lab 2.x registers the ``-v0`` ids (``Isaac-Ant-v0``); the 3.x development line renamed
+most of them without an alias (``Isaac-Ant``, ``Isaac-Velocity-Flat-AnymalD``, ``Isaac-Reorient-Cube-Shadow-
+Direct``). Each id in :data:`TASK_IDS` is pinned to the file that registers it (docs/isaaclab_settings.toml).
+On 2.x only the ``-v0`` id is tried; on 3.x the development-line id, then the ``-v0`` id; the first one in
+the registry is used.
 
 Creating the env (as Isaac Lab's ``scripts/reinforcement_learning/rsl_rl/train.py`` does)
 ---------------------------------------------------------------------------------------
@@ -77,15 +79,15 @@ EPISODE_LOG_PREFIXES = ("Episode_Reward/", "Metrics/")
 """``extras["log"]`` keys that are means over the envs reset in a step, hence valid as ``episode_info``."""
 
 TASK_IDS: dict[str, tuple[str, str]] = {
-    # genpo name: (Isaac Lab 2.x and 3.0 release id, 3.x development-line id); sources in docs/isaaclab_settings.toml
+    # genpo name: (Isaac Lab 2.x id, 3.x development-line id); the registering file of each in docs/isaaclab_settings.toml
     "ant": ("Isaac-Ant-v0", "Isaac-Ant"),
     "humanoid": ("Isaac-Humanoid-v0", "Isaac-Humanoid"),
     "franka_lift": ("Isaac-Lift-Cube-Franka-v0", "Isaac-Lift-Cube-Franka"),
-    "quadcopter": ("Isaac-Quadcopter-Direct-v0", "Isaac-Quadcopter-Direct"),
-    "anymal_d_flat": ("Isaac-Velocity-Flat-Anymal-D-v0", "Isaac-Velocity-Flat-Anymal-D"),
-    "go2_rough": ("Isaac-Velocity-Rough-Unitree-Go2-v0", "Isaac-Velocity-Rough-Unitree-Go2"),
+    "quadcopter": ("Isaac-Quadcopter-Direct-v0", "Isaac-Quadcopter-Direct-v0"),
+    "anymal_d_flat": ("Isaac-Velocity-Flat-Anymal-D-v0", "Isaac-Velocity-Flat-AnymalD"),
+    "go2_rough": ("Isaac-Velocity-Rough-Unitree-Go2-v0", "Isaac-Velocity-Rough-UnitreeGo2"),
     "h1_rough": ("Isaac-Velocity-Rough-H1-v0", "Isaac-Velocity-Rough-H1"),
-    "shadow_hand": ("Isaac-Repose-Cube-Shadow-Direct-v0", "Isaac-Repose-Cube-Shadow-Direct"),
+    "shadow_hand": ("Isaac-Repose-Cube-Shadow-Direct-v0", "Isaac-Reorient-Cube-Shadow-Direct"),
 }
 
 INSTALL_HINT = (
@@ -103,7 +105,7 @@ def candidate_ids(task: str, major: int) -> tuple[str, ...]:
     if task not in TASK_IDS:
         return (task,)
     release_id, development_id = TASK_IDS[task]
-    return (release_id,) if major < 3 else (development_id, release_id)
+    return (release_id,) if major < 3 else tuple(dict.fromkeys((development_id, release_id)))
 
 
 def registered_id(task: str, major: int, registry: Iterable[str]) -> str:

@@ -274,14 +274,56 @@ def test_resume_restores_counters_and_needs_a_reset():
         resumed.step(zeros())
 
 
-def test_task_ids_follow_the_installed_version_and_the_registry():
-    assert candidate_ids("ant", 2) == ("Isaac-Ant-v0",)
-    assert candidate_ids("ant", 3) == ("Isaac-Ant", "Isaac-Ant-v0")
+# The paper's eight tasks as each line registers them; paths under source/isaaclab_tasks/isaaclab_tasks/.
+REGISTERED_2X = {  # 2.0.2: wadx2019/genpo@5b6711bd; 2.3.2: isaac-sim/IsaacLab@37ddf626 (same ids; lines there in
+    # docs/isaaclab_settings.toml, release_id_at)
+    "ant": "Isaac-Ant-v0",  # 2.0.2 manager_based/classic/ant/__init__.py:19
+    "humanoid": "Isaac-Humanoid-v0",  # 2.0.2 manager_based/classic/humanoid/__init__.py:19
+    "franka_lift": "Isaac-Lift-Cube-Franka-v0",  # 2.0.2 manager_based/manipulation/lift/config/franka/__init__.py:19
+    "quadcopter": "Isaac-Quadcopter-Direct-v0",  # 2.0.2 direct/quadcopter/__init__.py:19
+    "anymal_d_flat": "Isaac-Velocity-Flat-Anymal-D-v0",  # 2.0.2 .../velocity/config/anymal_d/__init__.py:15
+    "go2_rough": "Isaac-Velocity-Rough-Unitree-Go2-v0",  # 2.0.2 .../velocity/config/go2/__init__.py:37
+    "h1_rough": "Isaac-Velocity-Rough-H1-v0",  # 2.0.2 .../velocity/config/h1/__init__.py:15
+    "shadow_hand": "Isaac-Repose-Cube-Shadow-Direct-v0",  # 2.0.2 direct/shadow_hand/__init__.py:21
+}
+REGISTERED_DEVELOPMENT = {  # isaac-sim/IsaacLab development line, commit:file:line of each gym.register
+    "ant": "Isaac-Ant",  # 048d66a2 core/locomotion/ant/__init__.py:41
+    "humanoid": "Isaac-Humanoid",  # 2340f000 core/locomotion/humanoid/__init__.py:39
+    "franka_lift": "Isaac-Lift-Cube-Franka",  # 1e3c0ddb core/lift/config/franka/__init__.py:19
+    "quadcopter": "Isaac-Quadcopter-Direct-v0",  # fe4b5f97 direct/quadcopter/__init__.py:19 (no renamed id found)
+    "anymal_d_flat": "Isaac-Velocity-Flat-AnymalD",  # 01b097e9 core/velocity/config/anymal_d/__init__.py:15
+    "go2_rough": "Isaac-Velocity-Rough-UnitreeGo2",  # 5ab3a257 core/velocity/config/go2/__init__.py:26
+    "h1_rough": "Isaac-Velocity-Rough-H1",  # 048d66a2 core/velocity/config/h1/__init__.py:15
+    "shadow_hand": "Isaac-Reorient-Cube-Shadow-Direct",  # 01c9f4d8 core/reorient/config/shadow_hand/__init__.py:33
+}
+# Neighbours the same files register, which must never be picked instead.
+REGISTRY_2X = {*REGISTERED_2X.values(), "Isaac-Ant-Direct-v0", "Isaac-Velocity-Flat-Anymal-D-Play-v0"}
+REGISTRY_DEVELOPMENT = {
+    *REGISTERED_DEVELOPMENT.values(),
+    "Isaac-Ant-Direct",
+    "Isaac-Humanoid-Direct",
+    "Isaac-Velocity-Flat-AnymalD-Play",
+    "Isaac-Velocity-Flat-UnitreeGo2",
+    "Isaac-Reorient-Cube-Shadow",
+}
+
+
+@pytest.mark.parametrize("task", sorted(REGISTERED_2X))
+def test_each_line_resolves_the_id_its_source_registers(task):
+    assert registered_id(task, 2, REGISTRY_2X) == REGISTERED_2X[task]
+    assert registered_id(task, 3, REGISTRY_DEVELOPMENT) == REGISTERED_DEVELOPMENT[task]
+    assert registered_id(task, 3, REGISTRY_2X) == REGISTERED_2X[task]  # a 3.x registry that keeps the -v0 ids
+    # only ids some line registers are tried: -v0 on 2.x; on 3.x the development-line id, then the -v0 id
+    assert candidate_ids(task, 2) == (REGISTERED_2X[task],)
+    assert candidate_ids(task, 3) == tuple(dict.fromkeys((REGISTERED_DEVELOPMENT[task], REGISTERED_2X[task])))
+
+
+def test_unregistered_ids_fail_naming_the_task_and_literal_ids_pass_through():
     assert candidate_ids("Isaac-Cartpole-v0", 3) == ("Isaac-Cartpole-v0",)
-    assert registered_id("ant", 3, ["Isaac-Ant", "Isaac-Ant-Direct"]) == "Isaac-Ant"  # development line
-    assert registered_id("ant", 3, ["Isaac-Ant-v0"]) == "Isaac-Ant-v0"  # 3.0 release
     with pytest.raises(ValueError, match=r"IsaacLabEnv\('ant'\): none of \['Isaac-Ant-v0'\] is registered in Isaac Lab 2.x"):
-        registered_id("ant", 2, ["Isaac-Ant"])
+        registered_id("ant", 2, REGISTRY_DEVELOPMENT)
+    with pytest.raises(ValueError, match=r"none of \['Isaac-Velocity-Flat-AnymalD', 'Isaac-Velocity-Flat-Anymal-D-v0'\]"):
+        registered_id("anymal_d_flat", 3, {"Isaac-Velocity-Flat-Anymal-D"})
 
 
 def test_launcher_arguments_never_come_from_sys_argv(monkeypatch):
