@@ -19,8 +19,9 @@ The task's config is loaded from the registry, its preset nodes resolved (``pres
 presets, the others take their ``default``), then the runtime starts: on 3.x ``launch_simulation(env_cfg,
 args)`` (``isaaclab.app`` on the development line, ``isaaclab_tasks.utils`` in the 3.0 release), on 2.x an
 ``AppLauncher`` started before the task modules are imported. Launcher arguments come from Isaac Lab's own
-parser fed a fixed list (``--device``, ``--visualizer`` / ``--headless``), and ``sys.argv`` holds only the
-program name while Kit starts, so genpo's command line never reaches Isaac Lab or Kit. The env is
+parser fed a fixed list (``--device``; ``--headless`` unless a visualizer is named, see
+:func:`launcher_argv`), and ``sys.argv`` holds only the program name while Kit starts, so genpo's command
+line never reaches Isaac Lab or Kit. The env is
 ``gym.make(id, cfg=env_cfg)`` wrapped in ``isaaclab_rl.rsl_rl.RslRlVecEnvWrapper``. On 2.x Kit should
 start before torch is imported; ``scripts/genpo_isaaclab.py`` does that and hands the app to this module
 (:func:`adopt_simulation_app`).
@@ -349,10 +350,15 @@ def program_name_only_argv():
 
 
 def launcher_argv(major: int, device: str, visualizer: str | None) -> list[str]:
-    """The argument list fed to Isaac Lab's launcher parser: 3.x is headless without ``--visualizer``."""
-    if major < 3:
-        return ["--device", device] + ([] if visualizer else ["--headless"])
-    return ["--device", device] + (["--visualizer", visualizer] if visualizer else [])
+    """The argument list fed to Isaac Lab's launcher parser; ``--headless`` unless a visualizer is named.
+
+    Every line needs it: ``AppLauncher`` opens Kit's window unless ``--headless`` is given (2.x, and the 3.0
+    release, where ``launch_simulation`` hands the arguments to ``AppLauncher``: only a visualizer without
+    ``kit`` also makes it headless); the development line still accepts it (deprecated) and forces headless.
+    """
+    if not visualizer:
+        return ["--device", device, "--headless"]
+    return ["--device", device] + (["--visualizer", visualizer] if major >= 3 else [])
 
 
 def start_app_launcher(device: str, visualizer: str | None = None):

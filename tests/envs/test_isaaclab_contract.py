@@ -13,6 +13,7 @@ in 2.3.0 (isaac-sim/IsaacLab docs/source/refs/release_notes.rst, v2.3.0: "Adds c
 
 from __future__ import annotations
 
+import argparse
 import math
 import subprocess
 import sys
@@ -326,10 +327,58 @@ def test_unregistered_ids_fail_naming_the_task_and_literal_ids_pass_through():
         registered_id("anymal_d_flat", 3, {"Isaac-Velocity-Flat-Anymal-D"})
 
 
+def _launcher_parser(visualizer: dict | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--headless", action="store_true")
+    parser.add_argument("--device", default="cuda:0")
+    if visualizer is not None:
+        parser.add_argument("--visualizer", default=None, **visualizer)
+    return parser
+
+
+def _development_visualizers(value: str) -> list[str] | None:
+    names = value.split(",")
+    if not set(names) <= {"kit", "newton", "rerun", "viser", "none"}:
+        raise argparse.ArgumentTypeError(value)
+    return None if names == ["none"] else names
+
+
+LAUNCHERS = {
+    # 2.0.2 (wadx2019/genpo@5b6711bd source/isaaclab/isaaclab/app/app_launcher.py): `--headless` a store_true
+    # flag (:232-237), no --visualizer; headless only from the flag, livestream or HEADLESS=1 (:444-462).
+    "2.0.2": (2, _launcher_parser(None), lambda args: args.headless),
+    # 3.0 release: launch_simulation hands its arguments to AppLauncher (isaac-sim/IsaacLab@08e75f68
+    # source/isaaclab_tasks/isaaclab_tasks/utils/sim_launcher.py); AppLauncher at a2f7b5be
+    # (source/isaaclab/isaaclab/app/app_launcher.py): --visualizer nargs="+" (add_app_launcher_args);
+    # _resolve_headless_settings: the flag, livestream or HEADLESS=1, or visualizers named without kit.
+    "3.0 release": (
+        3,
+        _launcher_parser({"nargs": "+"}),
+        lambda args: args.headless or bool(args.visualizer and "kit" not in args.visualizer),
+    ),
+    # development line: --headless still accepted, "[DEPRECATED] ... force headless mode", --visualizer/--viz a
+    # comma list of kit/newton/rerun/viser/none (isaac-sim/IsaacLab@d962bc41
+    # source/isaaclab/isaaclab/app/app_launcher_args.py, add_app_launcher_args); AppLauncher's
+    # _resolve_headless_settings: headless unless `kit` is among the visualizers.
+    "development": (
+        3,
+        _launcher_parser({"type": _development_visualizers}),
+        lambda args: args.headless or "kit" not in (args.visualizer or []),
+    ),
+}
+
+
+@pytest.mark.parametrize("line", sorted(LAUNCHERS))
+def test_every_line_runs_headless_unless_a_visualizer_is_named(line):
+    major, parser, headless = LAUNCHERS[line]
+    assert headless(parser.parse_args(launcher_argv(major, "cuda:0", None)))
+    assert not headless(parser.parse_args(launcher_argv(major, "cuda:1", "kit")))
+    assert parser.parse_args(launcher_argv(major, "cuda:1", "kit")).device == "cuda:1"
+    if line != "development":  # without --headless these open Kit's window
+        assert not headless(parser.parse_args(["--device", "cuda:0"]))
+
+
 def test_launcher_arguments_never_come_from_sys_argv(monkeypatch):
-    assert launcher_argv(3, "cuda:0", None) == ["--device", "cuda:0"]  # 3.x: headless unless a visualizer is named
-    assert launcher_argv(3, "cuda:1", "kit") == ["--device", "cuda:1", "--visualizer", "kit"]
-    assert launcher_argv(2, "cuda:0", None) == ["--device", "cuda:0", "--headless"]
     monkeypatch.setattr(sys, "argv", ["genpo", "train", "gin/isaaclab/ant.gin", "--iterations", "5"])
     with adapter.program_name_only_argv():
         assert sys.argv == ["genpo"]
