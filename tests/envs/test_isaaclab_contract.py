@@ -27,6 +27,11 @@ from tensordict import TensorDict
 
 import genpo.envs.isaaclab as adapter
 from genpo.builders import build_env, parse_config
+from genpo.builders.config import query_parameter
+from genpo.builders.experiment import build_trainer
+from genpo.components.losses.compression import NormCompression
+from genpo.components.normalizers.observation import IdentityNormalizer
+from genpo.components.normalizers.reward import NoRewardScaling
 from genpo.envs.isaaclab import IsaacLabEnv, candidate_ids, launcher_argv, registered_id
 from genpo.envs.random_episode_offsets import RandomEpisodeOffsets
 
@@ -396,6 +401,57 @@ def test_isaaclab_configs_train_with_offsets_and_evaluate_without(monkeypatch):
     finally:
         gin.clear_config()
     assert isinstance(training, RandomEpisodeOffsets) and isinstance(evaluation, IsaacLabEnv)
+
+
+REFERENCE_ANT = "isaaclab/reference_code/ant.gin"
+
+
+def test_the_reference_code_ant_config_has_the_loss_terms_the_authors_code_adds(monkeypatch, tmp_path):
+    """The GenPO authors' Ant run, wadx2019/genpo@5b6711bd: FlowPPO's loss is surrogate + value_loss_coef *
+    value loss + entropy_coef * (mean log-likelihood) + compress_coef * compress_loss (flowppo.py:374), the
+    last the unsquared torch.norm(a_l - a_r, dim=1).mean() over fresh samples of every minibatch state
+    (flowppo.py:359-362), added whatever the config's use_compress says (rsl_rl_ppo_cfg.py:49; flowppo.py
+    stores it at :119 and never reads it). The config: entropy_coef 0.0 (:36), compress_coef 0.01 (:48),
+    mix_para 0.95 (:27), learning_rate 5e-4 (:39), empirical_normalization False (:17); 1024 envs (README.md:34).
+    """
+    gin.clear_config()
+    try:
+        parse_config([REFERENCE_ANT])
+        official = {
+            key: query_parameter(key)
+            for key in ("genpo.build_env.num_envs", "coupling.genpo.p", "lr_controller.kl_adaptive.learning_rate")
+        }
+        gin.clear_config()
+        parse_config([REFERENCE_ANT], [f"genpo.build_env.num_envs = {N}"])
+        monkeypatch.setattr(adapter, "_make_isaaclab_env", lambda *a, **k: RslRlVecEnvWrapperDouble(ManagerBasedRLEnvDouble()))
+        trainer = build_trainer(build_env(seed=0, device="cpu"), tmp_path)
+    finally:
+        gin.clear_config()
+    assert official == {"genpo.build_env.num_envs": 1024, "coupling.genpo.p": 0.95, "lr_controller.kl_adaptive.learning_rate": 5e-4}
+    assert isinstance(trainer.observation_normalizer, IdentityNormalizer)
+    assert isinstance(trainer.critic_observation_normalizer, IdentityNormalizer)
+    assert isinstance(trainer.reward_scaler, NoRewardScaling)
+    loss, actor = trainer.loss, trainer.actor
+    assert isinstance(loss.compression, NormCompression) and loss.compression_coefficient == 0.01
+
+    observation = torch.randn(64, POLICY)
+    batch = actor.sample(TensorDict(observation=observation, batch_size=[64])).detach()
+    batch.update(
+        critic_observation=torch.randn(64, CRITIC),
+        advantage=torch.randn(64, 1),
+        value_target=torch.randn(64, 1),
+        state_value=torch.randn(64, 1),
+    )
+    out = loss(batch)
+    assert {key for key in out.keys() if key.startswith("loss_")} == {"loss_objective", "loss_critic", "loss_compression"}
+    assert torch.equal(out["loss_compression"], 0.01 * out["compression"])
+    torch.manual_seed(3)
+    compression = loss.compression(actor, batch)
+    torch.manual_seed(3)
+    fresh = actor.sample(TensorDict(observation=observation, batch_size=[64]))["dummy_action"]
+    left, right = fresh.chunk(2, dim=-1)
+    assert torch.allclose(compression, torch.norm(left - right, dim=1).mean())  # flowppo.py:362, not squared
+    assert not torch.allclose(compression, (left - right).pow(2).sum(-1).mean())
 
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "genpo_isaaclab.py"
