@@ -80,7 +80,7 @@ EPISODE_LOG_PREFIXES = ("Episode_Reward/", "Metrics/")
 """``extras["log"]`` keys that are means over the envs reset in a step, hence valid as ``episode_info``."""
 
 TASK_IDS: dict[str, tuple[str, str]] = {
-    # genpo name: (Isaac Lab 2.x id, 3.x development-line id); the registering file of each in docs/isaaclab_settings.toml
+    # genpo name: (Isaac Lab 2.x id, 3.x development-line id); the file that registers each: docs/isaaclab_settings.toml
     "ant": ("Isaac-Ant-v0", "Isaac-Ant"),
     "humanoid": ("Isaac-Humanoid-v0", "Isaac-Humanoid"),
     "franka_lift": ("Isaac-Lift-Cube-Franka-v0", "Isaac-Lift-Cube-Franka"),

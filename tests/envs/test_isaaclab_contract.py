@@ -326,7 +326,7 @@ def test_each_line_resolves_the_id_its_source_registers(task):
 
 def test_unregistered_ids_fail_naming_the_task_and_literal_ids_pass_through():
     assert candidate_ids("Isaac-Cartpole-v0", 3) == ("Isaac-Cartpole-v0",)
-    with pytest.raises(ValueError, match=r"IsaacLabEnv\('ant'\): none of \['Isaac-Ant-v0'\] is registered in Isaac Lab 2.x"):
+    with pytest.raises(ValueError, match=r"IsaacLabEnv\('ant'\): none of \['Isaac-Ant-v0'\] is registered in Isaac Lab 2"):
         registered_id("ant", 2, REGISTRY_DEVELOPMENT)
     with pytest.raises(ValueError, match=r"none of \['Isaac-Velocity-Flat-AnymalD', 'Isaac-Velocity-Flat-Anymal-D-v0'\]"):
         registered_id("anymal_d_flat", 3, {"Isaac-Velocity-Flat-Anymal-D"})
@@ -427,7 +427,11 @@ def test_the_reference_code_ant_config_has_the_loss_terms_the_authors_code_adds(
         trainer = build_trainer(build_env(seed=0, device="cpu"), tmp_path)
     finally:
         gin.clear_config()
-    assert official == {"genpo.build_env.num_envs": 1024, "coupling.genpo.p": 0.95, "lr_controller.kl_adaptive.learning_rate": 5e-4}
+    assert official == {
+        "genpo.build_env.num_envs": 1024,
+        "coupling.genpo.p": 0.95,
+        "lr_controller.kl_adaptive.learning_rate": 5e-4,
+    }
     assert isinstance(trainer.observation_normalizer, IdentityNormalizer)
     assert isinstance(trainer.critic_observation_normalizer, IdentityNormalizer)
     assert isinstance(trainer.reward_scaler, NoRewardScaling)
@@ -443,7 +447,8 @@ def test_the_reference_code_ant_config_has_the_loss_terms_the_authors_code_adds(
         state_value=torch.randn(64, 1),
     )
     out = loss(batch)
-    assert {key for key in out.keys() if key.startswith("loss_")} == {"loss_objective", "loss_critic", "loss_compression"}
+    loss_terms = {key for key in out.keys() if key.startswith("loss_")}
+    assert loss_terms == {"loss_objective", "loss_critic", "loss_compression"}  # no entropy term at 0.0
     assert torch.equal(out["loss_compression"], 0.01 * out["compression"])
     torch.manual_seed(3)
     compression = loss.compression(actor, batch)
