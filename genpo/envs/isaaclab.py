@@ -8,10 +8,10 @@ Task names
 ----------
 ``task`` is one of :data:`TASK_IDS` (genpo's names of the paper's eight tasks, e.g. ``ant``) or a literal
 gymnasium id. Isaac Lab 2.x registers the ``-v0`` ids (``Isaac-Ant-v0``); the 3.x development line renamed
-most of them without an alias (``Isaac-Ant``, ``Isaac-Velocity-Flat-AnymalD``, ``Isaac-Reorient-Cube-Shadow-
-Direct``). Each id in :data:`TASK_IDS` is pinned to the file that registers it (docs/isaaclab_settings.toml).
-On 2.x only the ``-v0`` id is tried; on 3.x the development-line id, then the ``-v0`` id; the first one in
-the registry is used.
+most of them without an alias (``Isaac-Ant``, ``Isaac-Velocity-Flat-AnymalD``,
+``Isaac-Reorient-Cube-Shadow-Direct``). Each id in :data:`TASK_IDS` is pinned to the file that registers it
+(docs/isaaclab_settings.toml). On 2.x only the ``-v0`` id is tried; on 3.x the development-line id, then the
+``-v0`` id; the first one in the registry is used.
 
 Creating the env (as Isaac Lab's ``scripts/reinforcement_learning/rsl_rl/train.py`` does)
 ---------------------------------------------------------------------------------------
