@@ -24,8 +24,12 @@ def test_the_table_covers_every_isaaclab_config_and_the_adapters_task_ids():
 def test_every_value_names_a_source_and_isaaclab_values_a_file_and_line():
     isaaclab = TABLE["sources"]["isaaclab"]
     assert re.fullmatch(r"[0-9a-f]{40}", isaaclab["commit"]) and isaaclab["repository"] == "isaac-sim/IsaacLab"
+    for source in ("isaaclab", "isaaclab_2_0"):
+        assert re.fullmatch(r"[0-9a-f]{40}", TABLE["sources"][source]["commit"]), source
     for name, task in TASKS.items():
         assert re.fullmatch(r"[\w/]+\.py:\d+", task["release_id_at"]), name
+        assert re.fullmatch(r"[\w/]+\.py:\d+", task["release_id_2_0_at"]), name
+        assert re.fullmatch(r"isaac-sim/IsaacLab@[0-9a-f]{40}:[\w/]+\.py:\d+", task["development_id_at"]), name
         for key, setting in task["settings"].items():
             assert setting["source"] in TABLE["sources"], (name, key)
             if setting["source"] == "isaaclab":

@@ -7,9 +7,11 @@ upstream lines each behaviour below relies on are cited in ``tests/envs/test_isa
 Task names
 ----------
 ``task`` is one of :data:`TASK_IDS` (genpo's names of the paper's eight tasks, e.g. ``ant``) or a literal
-gymnasium id. Isaac Lab 2.x and the 3.0 release register ``Isaac-Ant-v0``; the 3.x development line
-registers ``Isaac-Ant`` and no ``-v0`` alias. The candidates are tried in the order the installed
-``isaaclab`` version prefers and the first one registered is used.
+gymnasium id. Isaac Lab 2.x registers the ``-v0`` ids (``Isaac-Ant-v0``); the 3.x development line renamed
+most of them without an alias (``Isaac-Ant``, ``Isaac-Velocity-Flat-AnymalD``,
+``Isaac-Reorient-Cube-Shadow-Direct``). Each id in :data:`TASK_IDS` is pinned to the file that registers it
+(docs/isaaclab_settings.toml). On 2.x only the ``-v0`` id is tried; on 3.x the development-line id, then the
+``-v0`` id; the first one in the registry is used.
 
 Creating the env (as Isaac Lab's ``scripts/reinforcement_learning/rsl_rl/train.py`` does)
 ---------------------------------------------------------------------------------------
@@ -17,8 +19,9 @@ The task's config is loaded from the registry, its preset nodes resolved (``pres
 presets, the others take their ``default``), then the runtime starts: on 3.x ``launch_simulation(env_cfg,
 args)`` (``isaaclab.app`` on the development line, ``isaaclab_tasks.utils`` in the 3.0 release), on 2.x an
 ``AppLauncher`` started before the task modules are imported. Launcher arguments come from Isaac Lab's own
-parser fed a fixed list (``--device``, ``--visualizer`` / ``--headless``), and ``sys.argv`` holds only the
-program name while Kit starts, so genpo's command line never reaches Isaac Lab or Kit. The env is
+parser fed a fixed list (``--device``; ``--headless`` unless a visualizer is named, see
+:func:`launcher_argv`), and ``sys.argv`` holds only the program name while Kit starts, so genpo's command
+line never reaches Isaac Lab or Kit. The env is
 ``gym.make(id, cfg=env_cfg)`` wrapped in ``isaaclab_rl.rsl_rl.RslRlVecEnvWrapper``. On 2.x Kit should
 start before torch is imported; ``scripts/genpo_isaaclab.py`` does that and hands the app to this module
 (:func:`adopt_simulation_app`).
@@ -26,7 +29,9 @@ start before torch is imported; ``scripts/genpo_isaaclab.py`` does that and hand
 What is mapped
 --------------
 - observation group ``policy`` -> ``observation``; group ``critic`` (when defined) -> ``critic_observation``.
-  Groups given as dicts of terms or with extra dimensions are flattened per env in term order.
+  Groups given as dicts of terms or with extra dimensions are flattened per env in term order. The rsl_rl
+  wrapper of Isaac Lab 2.3 onwards returns the groups from ``step``; the 2.0-2.2 wrapper returns the
+  ``policy`` group as a plain tensor and every group in ``extras["observations"]``, which is read then.
 - rewards -> ``reward`` (float32); ``terminated`` = the env's ``reset_terminated``; ``truncated`` = time-outs
   (``extras["time_outs"]``, set by the wrapper only for infinite-horizon tasks) that are not terminations.
   A step that is both is a termination on either interface (never bootstrapped).
@@ -75,15 +80,15 @@ EPISODE_LOG_PREFIXES = ("Episode_Reward/", "Metrics/")
 """``extras["log"]`` keys that are means over the envs reset in a step, hence valid as ``episode_info``."""
 
 TASK_IDS: dict[str, tuple[str, str]] = {
-    # genpo name: (Isaac Lab 2.x and 3.0 release id, 3.x development-line id); sources in docs/isaaclab_settings.toml
+    # genpo name: (Isaac Lab 2.x id, 3.x development-line id); the file that registers each: docs/isaaclab_settings.toml
     "ant": ("Isaac-Ant-v0", "Isaac-Ant"),
     "humanoid": ("Isaac-Humanoid-v0", "Isaac-Humanoid"),
     "franka_lift": ("Isaac-Lift-Cube-Franka-v0", "Isaac-Lift-Cube-Franka"),
-    "quadcopter": ("Isaac-Quadcopter-Direct-v0", "Isaac-Quadcopter-Direct"),
-    "anymal_d_flat": ("Isaac-Velocity-Flat-Anymal-D-v0", "Isaac-Velocity-Flat-Anymal-D"),
-    "go2_rough": ("Isaac-Velocity-Rough-Unitree-Go2-v0", "Isaac-Velocity-Rough-Unitree-Go2"),
+    "quadcopter": ("Isaac-Quadcopter-Direct-v0", "Isaac-Quadcopter-Direct-v0"),
+    "anymal_d_flat": ("Isaac-Velocity-Flat-Anymal-D-v0", "Isaac-Velocity-Flat-AnymalD"),
+    "go2_rough": ("Isaac-Velocity-Rough-Unitree-Go2-v0", "Isaac-Velocity-Rough-UnitreeGo2"),
     "h1_rough": ("Isaac-Velocity-Rough-H1-v0", "Isaac-Velocity-Rough-H1"),
-    "shadow_hand": ("Isaac-Repose-Cube-Shadow-Direct-v0", "Isaac-Repose-Cube-Shadow-Direct"),
+    "shadow_hand": ("Isaac-Repose-Cube-Shadow-Direct-v0", "Isaac-Reorient-Cube-Shadow-Direct"),
 }
 
 INSTALL_HINT = (
@@ -101,7 +106,7 @@ def candidate_ids(task: str, major: int) -> tuple[str, ...]:
     if task not in TASK_IDS:
         return (task,)
     release_id, development_id = TASK_IDS[task]
-    return (release_id,) if major < 3 else (development_id, release_id)
+    return (release_id,) if major < 3 else tuple(dict.fromkeys((development_id, release_id)))
 
 
 def registered_id(task: str, major: int, registry: Iterable[str]) -> str:
@@ -196,6 +201,7 @@ class IsaacLabEnv(BatchedEnv):
             action = action.clamp(-self.clip_actions, self.clip_actions)
         if self._rsl_rl_interface:
             observations, reward, dones, extras = self._env.step(action)
+            observations = self._step_groups(observations, extras)
             done = self._flags(dones)
             time_outs = extras.get("time_outs") if isinstance(extras, Mapping) else None
             if time_outs is None:  # finite horizon: the time limit is terminal
@@ -261,6 +267,19 @@ class IsaacLabEnv(BatchedEnv):
         if self.critic_observation_dim is not None:
             out["critic_observation"] = self._group(observations, CRITIC_GROUP, self.critic_observation_dim)
         return out
+
+    def _step_groups(self, observations, extras):
+        """The observation groups of an rsl_rl wrapper's step: the returned groups (Isaac Lab 2.3 onwards), or
+        ``extras["observations"]`` when the wrapper returns only the ``policy`` group as a tensor (2.0-2.2)."""
+        if isinstance(observations, (Mapping, TensorDictBase)):
+            return observations
+        groups = extras.get("observations") if isinstance(extras, Mapping) else None
+        if not isinstance(groups, (Mapping, TensorDictBase)):
+            raise TypeError(
+                f"{self._name}: the env's step returned observations as {type(observations).__name__} and no "
+                'extras["observations"] dict of groups'
+            )
+        return groups
 
     def _group(self, observations, group: str, width: int) -> torch.Tensor:
         if group not in observations.keys():
@@ -331,10 +350,15 @@ def program_name_only_argv():
 
 
 def launcher_argv(major: int, device: str, visualizer: str | None) -> list[str]:
-    """The argument list fed to Isaac Lab's launcher parser: 3.x is headless without ``--visualizer``."""
-    if major < 3:
-        return ["--device", device] + ([] if visualizer else ["--headless"])
-    return ["--device", device] + (["--visualizer", visualizer] if visualizer else [])
+    """The argument list fed to Isaac Lab's launcher parser; ``--headless`` unless a visualizer is named.
+
+    Every line needs it: ``AppLauncher`` opens Kit's window unless ``--headless`` is given (2.x, and the 3.0
+    release, where ``launch_simulation`` hands the arguments to ``AppLauncher``: only a visualizer without
+    ``kit`` also makes it headless); the development line still accepts it (deprecated) and forces headless.
+    """
+    if not visualizer:
+        return ["--device", device, "--headless"]
+    return ["--device", device] + (["--visualizer", visualizer] if major >= 3 else [])
 
 
 def start_app_launcher(device: str, visualizer: str | None = None):

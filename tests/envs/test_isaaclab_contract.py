@@ -6,10 +6,14 @@ numbers below) and holds unchanged at 51b4fb54 (release line, VERSION 3.0.0). Pa
 ``E`` = source/isaaclab/isaaclab/envs/manager_based_rl_env.py,
 ``M`` = source/isaaclab/isaaclab/managers/{reward,termination,observation}_manager.py,
 ``R`` = rsl_rl v5.4.2 (leggedrobotics/rsl_rl aabd3eb5) rsl_rl/runners/on_policy_runner.py.
+The 2.0-2.2 wrapper is read from the GenPO authors' Isaac Lab tree, wadx2019/genpo at commit 5b6711bd
+(VERSION 2.0.2): ``W20`` = source/isaaclab_rl/isaaclab_rl/rsl_rl/vecenv_wrapper.py there. Its layout changed
+in 2.3.0 (isaac-sim/IsaacLab docs/source/refs/release_notes.rst, v2.3.0: "Adds changes for rsl_rl 3.0.1").
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import subprocess
 import sys
@@ -23,6 +27,11 @@ from tensordict import TensorDict
 
 import genpo.envs.isaaclab as adapter
 from genpo.builders import build_env, parse_config
+from genpo.builders.config import query_parameter
+from genpo.builders.experiment import build_trainer
+from genpo.components.losses.compression import NormCompression
+from genpo.components.normalizers.observation import IdentityNormalizer
+from genpo.components.normalizers.reward import NoRewardScaling
 from genpo.envs.isaaclab import IsaacLabEnv, candidate_ids, launcher_argv, registered_id
 from genpo.envs.random_episode_offsets import RandomEpisodeOffsets
 
@@ -113,6 +122,31 @@ class RslRlVecEnvWrapperDouble:
         return self.env.close()
 
 
+class RslRlVecEnvWrapper20Double(RslRlVecEnvWrapperDouble):
+    """``W20``: ``step`` returns the ``policy`` group as a plain tensor and every group in
+    ``extras["observations"]`` (W20:171-188); ``reset`` and ``get_observations`` return
+    ``(policy, {"observations": groups})`` (W20:136-142, W20:165-169)."""
+
+    def __init__(self, env):
+        super().__init__(env, has_reset=False)
+        self.reset = lambda: self._split(self.env.reset()[0])  # W20:165-169
+
+    @staticmethod
+    def _split(groups):
+        return groups["policy"], {"observations": groups}
+
+    def get_observations(self):  # W20:136-142
+        return self._split(self.unwrapped._observations())
+
+    def step(self, actions):  # W20:171-188
+        groups, rew, terminated, truncated, extras = self.env.step(actions)
+        dones = (terminated | truncated).to(dtype=torch.long)
+        extras["observations"] = groups
+        if not self.unwrapped.cfg.is_finite_horizon:
+            extras["time_outs"] = truncated
+        return groups["policy"], rew, dones, extras
+
+
 def make(has_reset=True, **env_kwargs):
     raw = ManagerBasedRLEnvDouble(**env_kwargs)
     return IsaacLabEnv("ant", N, env=RslRlVecEnvWrapperDouble(raw, has_reset)), raw
@@ -135,6 +169,33 @@ def test_keys_dtypes_devices_and_copies_of_reused_buffers(has_reset):
     assert first["terminated"].dtype == first["truncated"].dtype == torch.bool
     assert all(value.device == env.device for value in first.values())
     assert (env.observation_dim, env.critic_observation_dim, env.action_dim) == (POLICY, CRITIC, ACTIONS)
+
+
+def test_the_2_0_to_2_2_wrapper_gives_the_transitions_of_the_2_3_wrapper():
+    """W20:180-181 returns the policy group as a tensor; the critic group is only in extras["observations"]."""
+    terminate_at = {3: [2], LIMIT: [0]}
+    current, _ = make(terminate_at=terminate_at)
+    legacy_wrapper = RslRlVecEnvWrapper20Double(ManagerBasedRLEnvDouble(terminate_at=terminate_at))
+    legacy = IsaacLabEnv("ant", N, env=legacy_wrapper)
+    assert (current.reset() == legacy.reset()).all()
+    for t in range(LIMIT + 2):
+        action = torch.full((N, ACTIONS), 0.1 * (t + 1))
+        expected, output = current.step(action), legacy.step(action)
+        assert set(output.keys(include_nested=True)) == set(expected.keys(include_nested=True))
+        assert (output == expected).all(), t
+    assert "critic_observation" in output.keys() and legacy.critic_observation_dim == CRITIC
+    policy, _, _, extras = legacy_wrapper.step(zeros())  # the double keeps W20's layout
+    assert isinstance(policy, torch.Tensor) and set(extras["observations"]) == {"policy", "critic"}
+
+
+def test_a_plain_tensor_step_without_observation_groups_fails_naming_the_env():
+    wrapper = RslRlVecEnvWrapper20Double(ManagerBasedRLEnvDouble())
+    step = wrapper.step
+    wrapper.step = lambda actions: (*step(actions)[:3], {})  # no extras["observations"]
+    env = IsaacLabEnv("ant", N, env=wrapper)
+    env.reset()
+    with pytest.raises(TypeError, match=r"IsaacLabEnv\('ant'\): the env's step returned observations as Tensor"):
+        env.step(zeros())
 
 
 def test_time_out_without_final_obs_bootstraps_from_the_last_observation():
@@ -219,20 +280,110 @@ def test_resume_restores_counters_and_needs_a_reset():
         resumed.step(zeros())
 
 
-def test_task_ids_follow_the_installed_version_and_the_registry():
-    assert candidate_ids("ant", 2) == ("Isaac-Ant-v0",)
-    assert candidate_ids("ant", 3) == ("Isaac-Ant", "Isaac-Ant-v0")
+# The paper's eight tasks as each line registers them; paths under source/isaaclab_tasks/isaaclab_tasks/.
+REGISTERED_2X = {  # 2.0.2: wadx2019/genpo@5b6711bd; 2.3.2: isaac-sim/IsaacLab@37ddf626 (same ids; lines there in
+    # docs/isaaclab_settings.toml, release_id_at)
+    "ant": "Isaac-Ant-v0",  # 2.0.2 manager_based/classic/ant/__init__.py:19
+    "humanoid": "Isaac-Humanoid-v0",  # 2.0.2 manager_based/classic/humanoid/__init__.py:19
+    "franka_lift": "Isaac-Lift-Cube-Franka-v0",  # 2.0.2 manager_based/manipulation/lift/config/franka/__init__.py:19
+    "quadcopter": "Isaac-Quadcopter-Direct-v0",  # 2.0.2 direct/quadcopter/__init__.py:19
+    "anymal_d_flat": "Isaac-Velocity-Flat-Anymal-D-v0",  # 2.0.2 .../velocity/config/anymal_d/__init__.py:15
+    "go2_rough": "Isaac-Velocity-Rough-Unitree-Go2-v0",  # 2.0.2 .../velocity/config/go2/__init__.py:37
+    "h1_rough": "Isaac-Velocity-Rough-H1-v0",  # 2.0.2 .../velocity/config/h1/__init__.py:15
+    "shadow_hand": "Isaac-Repose-Cube-Shadow-Direct-v0",  # 2.0.2 direct/shadow_hand/__init__.py:21
+}
+REGISTERED_DEVELOPMENT = {  # isaac-sim/IsaacLab development line, commit:file:line of each gym.register
+    "ant": "Isaac-Ant",  # 048d66a2 core/locomotion/ant/__init__.py:41
+    "humanoid": "Isaac-Humanoid",  # 2340f000 core/locomotion/humanoid/__init__.py:39
+    "franka_lift": "Isaac-Lift-Cube-Franka",  # 1e3c0ddb core/lift/config/franka/__init__.py:19
+    "quadcopter": "Isaac-Quadcopter-Direct-v0",  # fe4b5f97 direct/quadcopter/__init__.py:19 (no renamed id found)
+    "anymal_d_flat": "Isaac-Velocity-Flat-AnymalD",  # 01b097e9 core/velocity/config/anymal_d/__init__.py:15
+    "go2_rough": "Isaac-Velocity-Rough-UnitreeGo2",  # 5ab3a257 core/velocity/config/go2/__init__.py:26
+    "h1_rough": "Isaac-Velocity-Rough-H1",  # 048d66a2 core/velocity/config/h1/__init__.py:15
+    "shadow_hand": "Isaac-Reorient-Cube-Shadow-Direct",  # 01c9f4d8 core/reorient/config/shadow_hand/__init__.py:33
+}
+# Neighbours the same files register, which must never be picked instead.
+REGISTRY_2X = {*REGISTERED_2X.values(), "Isaac-Ant-Direct-v0", "Isaac-Velocity-Flat-Anymal-D-Play-v0"}
+REGISTRY_DEVELOPMENT = {
+    *REGISTERED_DEVELOPMENT.values(),
+    "Isaac-Ant-Direct",
+    "Isaac-Humanoid-Direct",
+    "Isaac-Velocity-Flat-AnymalD-Play",
+    "Isaac-Velocity-Flat-UnitreeGo2",
+    "Isaac-Reorient-Cube-Shadow",
+}
+
+
+@pytest.mark.parametrize("task", sorted(REGISTERED_2X))
+def test_each_line_resolves_the_id_its_source_registers(task):
+    assert registered_id(task, 2, REGISTRY_2X) == REGISTERED_2X[task]
+    assert registered_id(task, 3, REGISTRY_DEVELOPMENT) == REGISTERED_DEVELOPMENT[task]
+    assert registered_id(task, 3, REGISTRY_2X) == REGISTERED_2X[task]  # a 3.x registry that keeps the -v0 ids
+    # only ids some line registers are tried: -v0 on 2.x; on 3.x the development-line id, then the -v0 id
+    assert candidate_ids(task, 2) == (REGISTERED_2X[task],)
+    assert candidate_ids(task, 3) == tuple(dict.fromkeys((REGISTERED_DEVELOPMENT[task], REGISTERED_2X[task])))
+
+
+def test_unregistered_ids_fail_naming_the_task_and_literal_ids_pass_through():
     assert candidate_ids("Isaac-Cartpole-v0", 3) == ("Isaac-Cartpole-v0",)
-    assert registered_id("ant", 3, ["Isaac-Ant", "Isaac-Ant-Direct"]) == "Isaac-Ant"  # development line
-    assert registered_id("ant", 3, ["Isaac-Ant-v0"]) == "Isaac-Ant-v0"  # 3.0 release
-    with pytest.raises(ValueError, match=r"IsaacLabEnv\('ant'\): none of \['Isaac-Ant-v0'\] is registered in Isaac Lab 2.x"):
-        registered_id("ant", 2, ["Isaac-Ant"])
+    with pytest.raises(ValueError, match=r"IsaacLabEnv\('ant'\): none of \['Isaac-Ant-v0'\] is registered in Isaac Lab 2"):
+        registered_id("ant", 2, REGISTRY_DEVELOPMENT)
+    with pytest.raises(ValueError, match=r"none of \['Isaac-Velocity-Flat-AnymalD', 'Isaac-Velocity-Flat-Anymal-D-v0'\]"):
+        registered_id("anymal_d_flat", 3, {"Isaac-Velocity-Flat-Anymal-D"})
+
+
+def _launcher_parser(visualizer: dict | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--headless", action="store_true")
+    parser.add_argument("--device", default="cuda:0")
+    if visualizer is not None:
+        parser.add_argument("--visualizer", default=None, **visualizer)
+    return parser
+
+
+def _development_visualizers(value: str) -> list[str] | None:
+    names = value.split(",")
+    if not set(names) <= {"kit", "newton", "rerun", "viser", "none"}:
+        raise argparse.ArgumentTypeError(value)
+    return None if names == ["none"] else names
+
+
+LAUNCHERS = {
+    # 2.0.2 (wadx2019/genpo@5b6711bd source/isaaclab/isaaclab/app/app_launcher.py): `--headless` a store_true
+    # flag (:232-237), no --visualizer; headless only from the flag, livestream or HEADLESS=1 (:444-462).
+    "2.0.2": (2, _launcher_parser(None), lambda args: args.headless),
+    # 3.0 release: launch_simulation hands its arguments to AppLauncher (isaac-sim/IsaacLab@08e75f68
+    # source/isaaclab_tasks/isaaclab_tasks/utils/sim_launcher.py); AppLauncher at a2f7b5be
+    # (source/isaaclab/isaaclab/app/app_launcher.py): --visualizer nargs="+" (add_app_launcher_args);
+    # _resolve_headless_settings: the flag, livestream or HEADLESS=1, or visualizers named without kit.
+    "3.0 release": (
+        3,
+        _launcher_parser({"nargs": "+"}),
+        lambda args: args.headless or bool(args.visualizer and "kit" not in args.visualizer),
+    ),
+    # development line: --headless still accepted, "[DEPRECATED] ... force headless mode", --visualizer/--viz a
+    # comma list of kit/newton/rerun/viser/none (isaac-sim/IsaacLab@d962bc41
+    # source/isaaclab/isaaclab/app/app_launcher_args.py, add_app_launcher_args); AppLauncher's
+    # _resolve_headless_settings: headless unless `kit` is among the visualizers.
+    "development": (
+        3,
+        _launcher_parser({"type": _development_visualizers}),
+        lambda args: args.headless or "kit" not in (args.visualizer or []),
+    ),
+}
+
+
+@pytest.mark.parametrize("line", sorted(LAUNCHERS))
+def test_every_line_runs_headless_unless_a_visualizer_is_named(line):
+    major, parser, headless = LAUNCHERS[line]
+    assert headless(parser.parse_args(launcher_argv(major, "cuda:0", None)))
+    assert not headless(parser.parse_args(launcher_argv(major, "cuda:1", "kit")))
+    assert parser.parse_args(launcher_argv(major, "cuda:1", "kit")).device == "cuda:1"
+    if line != "development":  # without --headless these open Kit's window
+        assert not headless(parser.parse_args(["--device", "cuda:0"]))
 
 
 def test_launcher_arguments_never_come_from_sys_argv(monkeypatch):
-    assert launcher_argv(3, "cuda:0", None) == ["--device", "cuda:0"]  # 3.x: headless unless a visualizer is named
-    assert launcher_argv(3, "cuda:1", "kit") == ["--device", "cuda:1", "--visualizer", "kit"]
-    assert launcher_argv(2, "cuda:0", None) == ["--device", "cuda:0", "--headless"]
     monkeypatch.setattr(sys, "argv", ["genpo", "train", "gin/isaaclab/ant.gin", "--iterations", "5"])
     with adapter.program_name_only_argv():
         assert sys.argv == ["genpo"]
@@ -250,6 +401,62 @@ def test_isaaclab_configs_train_with_offsets_and_evaluate_without(monkeypatch):
     finally:
         gin.clear_config()
     assert isinstance(training, RandomEpisodeOffsets) and isinstance(evaluation, IsaacLabEnv)
+
+
+REFERENCE_ANT = "isaaclab/reference_code/ant.gin"
+
+
+def test_the_reference_code_ant_config_has_the_loss_terms_the_authors_code_adds(monkeypatch, tmp_path):
+    """The GenPO authors' Ant run, wadx2019/genpo@5b6711bd: FlowPPO's loss is surrogate + value_loss_coef *
+    value loss + entropy_coef * (mean log-likelihood) + compress_coef * compress_loss (flowppo.py:374), the
+    last the unsquared torch.norm(a_l - a_r, dim=1).mean() over fresh samples of every minibatch state
+    (flowppo.py:359-362), added whatever the config's use_compress says (rsl_rl_ppo_cfg.py:49; flowppo.py
+    stores it at :119 and never reads it). The config: entropy_coef 0.0 (:36), compress_coef 0.01 (:48),
+    mix_para 0.95 (:27), learning_rate 5e-4 (:39), empirical_normalization False (:17); 1024 envs (README.md:34).
+    """
+    gin.clear_config()
+    try:
+        parse_config([REFERENCE_ANT])
+        official = {
+            key: query_parameter(key)
+            for key in ("genpo.build_env.num_envs", "coupling.genpo.p", "lr_controller.kl_adaptive.learning_rate")
+        }
+        gin.clear_config()
+        parse_config([REFERENCE_ANT], [f"genpo.build_env.num_envs = {N}"])
+        monkeypatch.setattr(adapter, "_make_isaaclab_env", lambda *a, **k: RslRlVecEnvWrapperDouble(ManagerBasedRLEnvDouble()))
+        trainer = build_trainer(build_env(seed=0, device="cpu"), tmp_path)
+    finally:
+        gin.clear_config()
+    assert official == {
+        "genpo.build_env.num_envs": 1024,
+        "coupling.genpo.p": 0.95,
+        "lr_controller.kl_adaptive.learning_rate": 5e-4,
+    }
+    assert isinstance(trainer.observation_normalizer, IdentityNormalizer)
+    assert isinstance(trainer.critic_observation_normalizer, IdentityNormalizer)
+    assert isinstance(trainer.reward_scaler, NoRewardScaling)
+    loss, actor = trainer.loss, trainer.actor
+    assert isinstance(loss.compression, NormCompression) and loss.compression_coefficient == 0.01
+
+    observation = torch.randn(64, POLICY)
+    batch = actor.sample(TensorDict(observation=observation, batch_size=[64])).detach()
+    batch.update(
+        critic_observation=torch.randn(64, CRITIC),
+        advantage=torch.randn(64, 1),
+        value_target=torch.randn(64, 1),
+        state_value=torch.randn(64, 1),
+    )
+    out = loss(batch)
+    loss_terms = {key for key in out.keys() if key.startswith("loss_")}
+    assert loss_terms == {"loss_objective", "loss_critic", "loss_compression"}  # no entropy term at 0.0
+    assert torch.equal(out["loss_compression"], 0.01 * out["compression"])
+    torch.manual_seed(3)
+    compression = loss.compression(actor, batch)
+    torch.manual_seed(3)
+    fresh = actor.sample(TensorDict(observation=observation, batch_size=[64]))["dummy_action"]
+    left, right = fresh.chunk(2, dim=-1)
+    assert torch.allclose(compression, torch.norm(left - right, dim=1).mean())  # flowppo.py:362, not squared
+    assert not torch.allclose(compression, (left - right).pow(2).sum(-1).mean())
 
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "genpo_isaaclab.py"
