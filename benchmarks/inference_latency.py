@@ -1,6 +1,6 @@
 """Deployment latency per decision at batch 1: the GenPO actor for N in {1, 2, 5, 10} and the Gaussian actor.
 
-Paper network sizes (Ant / Humanoid rows of the method spec): velocity network (400, 200, 100) with Mish
+Paper network sizes (Ant / Humanoid rows of docs/method.md §10): velocity network (400, 200, 100) with Mish
 and time embedding 32 / [256, 256]; the Gaussian actor's MLP has the same hidden sizes with ELU (IsaacLab's
 rsl_rl Ant config). Observation 60, action 8 (Isaac-Ant-v0). Each decision is timed under
 ``torch.no_grad`` with zero latent noise (the deterministic evaluation mode), two ways:

@@ -1,5 +1,5 @@
-"""Score tuning configurations from their runs' metrics: the rule of docs/results.md ("How the defaults
-were chosen"), with runs pooled from several sweeps.
+"""Score tuning configurations from their runs' metrics: the rule of docs/notebook/results_full.md
+("How the defaults were chosen"), with runs pooled from several sweeps.
 
 A configuration's score is the mean over the tuning tasks of its IQM final return divided by the task's
 reference return (rsl_rl at 0.5M), with a stratified bootstrap CI

@@ -113,7 +113,7 @@ def normalized_score_ci(
     seed: int = DEFAULT_SEED,
 ) -> tuple[float, float, float]:
     """``(score, CI low, CI high)`` of a configuration tuned on several tasks: the mean over tasks of
-    its IQM final return divided by the task's reference return (the tuning rule of docs/results.md).
+    its IQM final return divided by the task's reference return (the tuning rule of docs/notebook/results_full.md).
 
     ``finals`` is ``[runs, tasks]``; the CI resamples the runs of each task independently
     (:func:`stratified_bootstrap_ci`).

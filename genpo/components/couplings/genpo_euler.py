@@ -15,7 +15,7 @@ Velocity = Callable[[torch.Tensor], torch.Tensor]
 
 @register("coupling", "genpo")
 class GenPOCoupling(nn.Module):
-    """One exactly invertible step on the pair (x, y) (method spec, section 1).
+    """One exactly invertible step on the pair (x, y) (docs/method.md §3).
 
     Forward, with the updated half feeding the next update::
 

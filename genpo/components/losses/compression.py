@@ -1,7 +1,7 @@
 """Compression regularisers: keep the dummy action's two halves together.
 
 The env only sees ``alpha x + (1 - alpha) y``; without a penalty the flow can explore freely along
-``x - y``, which the env never sees (method spec section 2).
+``x - y``, which the env never sees (docs/method.md §7).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ class ReturnStdScaler(nn.Module):
     """Divide rewards by the running std of each env's discounted return (no mean shift).
 
     With a clipped value loss (clip 0.2), returns in the hundreds stall learning for Gaussian and flow
-    policies alike; this keeps value targets O(1) (measured on Pendulum, method spec section 8).
+    policies alike; this keeps value targets O(1) (measured on Pendulum; docs/method.md §5).
     """
 
     def __init__(self, num_envs: int, *, gamma: float = 0.99, epsilon: float = 1e-8):
