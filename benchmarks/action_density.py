@@ -1,4 +1,4 @@
-"""2-D histograms of trained policies' actions at chosen states (the multi-goal and aliased tasks, issue 18).
+"""2-D histograms of trained policies' actions at chosen states (the multi-goal and aliased tasks).
 
 Loads each run with ``genpo.load_policy(run, noise="random")``, samples many actions at each state and draws
 one histogram per (run, state): rows are runs, columns states (log colour scale, raw actions as the env

@@ -1,5 +1,5 @@
 """How much a trained Pendulum policy still explores: the spread of its sampled actions per state, at each
-checkpoint a run kept (issue 16: FPO's exploration collapses on Pendulum).
+checkpoint a run kept (e.g. to see FPO's exploration collapse on Pendulum).
 
 For every checkpoint under ``RUN/checkpoints`` (``iteration_*.pt``, else ``latest.pt``; ``best.pt`` with
 ``--best``), the run's policy is loaded with ``genpo.load_policy(..., noise="random")`` and sampled

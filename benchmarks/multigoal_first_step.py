@@ -1,4 +1,4 @@
-"""Why an on-policy policy commits to one goal on the multi-goal task (issue 18): the value of the first step.
+"""Why an on-policy policy commits to one goal on the multi-goal task: the value of the first step.
 
 PPO evaluates the current policy: the advantage of a first step toward goal g is the return of that
 step *followed by the current policy*. If the rest of the policy drives to one goal from everywhere

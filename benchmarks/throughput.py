@@ -22,7 +22,7 @@ processes on a shared machine slows all of them alike.
 Ratios (one set per env, HalfCheetah last), each a speed ratio: the second contender's seconds per
 iteration over the first's (> 1: the first is faster): ``Gaussian/rsl_rl``, ``GenPO/numeric-logdet``,
 ``GenPO/rsl_rl``; and ``GenPO/Gaussian``, a cost ratio: GenPO's seconds per iteration over genpo
-Gaussian's (issue 12's target: at most 3x on HalfCheetah). GenPO against its compute floor is ``benchmarks.compute_floor``; where its iteration
+Gaussian's (the target: at most 3x on HalfCheetah). GenPO against its compute floor is ``benchmarks.compute_floor``; where its iteration
 goes, ``benchmarks.iteration_profile``.
 
     .venv/bin/python -m benchmarks.throughput                       # both envs, about 2 min on 2 busy cores

@@ -1,7 +1,7 @@
 """Seconds per PPO iteration of GenPO variants (gin bindings on a task config) against genpo's Gaussian
 on the same task, interleaved round by round in one process, medians; each variant's line gives its
 time over the first variant's and over the Gaussian's. This is how a cheaper default is priced before
-its learning runs (issue 12): e.g.
+its learning runs: e.g.
 
     .venv/bin/python -m benchmarks.variant_cost --steps 64 \\
         --variant default= \\

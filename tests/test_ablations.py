@@ -189,8 +189,8 @@ def test_ablation_takes_effect_and_trains_one_iteration(path, tmp_path, make_tin
     gin.clear_config()
 
 
-def test_effects_are_derived_for_the_keys_the_old_table_named(tmp_path, make_tiny_experiment):
-    """The derived check reads the same built objects the hand table did, e.g. the coupling's p and the
+def test_built_values_reads_the_object_each_binding_configured(tmp_path, make_tiny_experiment):
+    """The effect check reads the built objects a binding configured, e.g. the coupling's p and the
     flow's coupling, and refuses a binding whose configurable the run never built."""
     trainer, settings = make_tiny_experiment(tmp_path / "run", extra=EXTRA)
     assert built_values("coupling.genpo.p", trainer, settings) == [trainer.actor.flow.coupling.p]

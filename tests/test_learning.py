@@ -22,10 +22,10 @@ FINAL_LOGGED = 2
 # an energy-pumping swing-up + PD -149. Above -500 the policy must swing up in most episodes.
 PENDULUM_SWUNG_UP = -500.0
 
-# Per seed on an AMD EPYC (one torch thread), mean of the last 2 logged returns (the numbers in docs/
-# came from an Intel Xeon, where seed 0's Gaussian run passed the old bar, -250 on the last logged
-# return alone; here it ends at -262.9 and failed it).
-#   GenPO, 50 iterations, without the paper's entropy term (genpo's default since issue 13), seeds 0-4:
+# Per seed on an AMD EPYC (one torch thread), mean of the last 2 logged returns. A bar on the last
+# logged return alone (-250) fails on some CPUs: seed 0's Gaussian run ends at -262.9 on the EPYC and
+# above -250 on an Intel Xeon.
+#   GenPO, 50 iterations, without the paper's entropy term (genpo's default), seeds 0-4:
 #     -296.6 -234.3 -216.1 -222.2 -214.3; worst -296.6 (seed 0), bar -500: margin 203. (With the
 #     paper's term, seeds 0-7: -200.0 -185.3 -244.0 -199.7 -179.1 -198.2 -197.8 -172.2.) The budget is
 #     50, not the task's 60: the longest test in the suite (~85 s here against 106-113 s).

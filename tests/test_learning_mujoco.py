@@ -22,14 +22,14 @@ SHORT_HALFCHEETAH = [
 # beat both random play and the run's own first logged return (iteration 2, 32 episodes).
 #
 # Measured on an AMD EPYC (one torch thread), this 30-iteration run with the task's defaults (N = 2 flow
-# steps with a bf16 velocity network (issue 12), actions clipped to [-1, 1], no entropy term; random play:
+# steps with a bf16 velocity network, actions clipped to [-1, 1], no entropy term; random play:
 # -29.58), seeds 0-5:
 #   final:     5.6  17.4  12.2  38.4  10.4  35.0
 #   first:   -38.4 -27.8 -24.8 -20.3 -35.5 -15.6
 # Worst final - random: 35.1 (seed 0), worst final - first: 36.9 (seed 2); bar 15: margins 20.1 and 21.9.
 # Earlier defaults: N = 5 in fp32 with clipping (seeds 0-4) worst 33.1 and 34.6; with the paper's entropy
 # term (seeds 0-7) 36.2 and 31.6; before actions were clipped (16 seeds) 28.1 and 31.2 (seed 11).
-# The old bar (+25 over the last 3) had a margin of 3 on seed 11 and would have failed on some CPU.
+# A bar of +25 over the last 3 would have a margin of 3 on seed 11 and fail on some CPU.
 #
 # What 15 means: uniform random play scores about -30 per 100 steps (control cost, no progress; standard
 # error over 64 episodes about 2.5), so +15 is about 6 standard errors out; the untrained policy is no

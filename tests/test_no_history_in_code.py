@@ -1,0 +1,37 @@
+"""Code, configs and tests say what and why as things are now; which change came from which issue lives in
+git. A reference to a tracker's issue number in a comment goes stale and sends a reader to a tracker they may not have."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKED = ("genpo", "tests", "benchmarks", "scripts")
+SUFFIXES = {".py", ".gin", ".toml", ".md", ".txt", ".cfg"}
+# "issue" followed by a number, with or without "#" and spaces
+ISSUE_NUMBER = re.compile(r"\bissue\s*#?\s*" + r"\d+", re.IGNORECASE)
+
+
+def history_references() -> list[str]:
+    found = []
+    for top in CHECKED:
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.suffix not in SUFFIXES or not path.is_file():
+                continue
+            if path == Path(__file__).resolve():
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if ISSUE_NUMBER.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    return found
+
+
+def test_no_issue_numbers_in_code_configs_or_tests():
+    assert history_references() == []
+
+
+def test_the_check_finds_what_it_looks_for():
+    assert ISSUE_NUMBER.search("# chosen on HalfCheetah (issue 12)")
+    assert ISSUE_NUMBER.search("see Issue #7")
+    assert not ISSUE_NUMBER.search("a tissue of 12 layers")
