@@ -42,6 +42,9 @@ def _train_rank(args: argparse.Namespace, parallel: DataParallel) -> int:
     if parallel.is_main:
         print(f"run directory: {run_dir}", flush=True)
         _print_precision(trainer)
+        threads = getattr(trainer, "threads", None)
+        if threads is not None:
+            print(threads.start_line, flush=True)
     try:
         summary = trainer.train(iterations, quiet=args.quiet)
     except TrainingInterrupted as stop:
@@ -98,7 +101,7 @@ def _resume_run(args: argparse.Namespace, parallel: DataParallel):
     if given:
         raise SystemExit(
             f"genpo train --resume DIR: {', '.join(given)} cannot be given (the run's config.gin is reused; "
-            "--iterations, --device, --allow-config-change and --quiet can)"
+            "--iterations, --device, --threads, --allow-config-change and --quiet can)"
         )
     from genpo.invocation import genpo_command
 
@@ -132,7 +135,23 @@ def _trainer_entry_points(trainer_kind: str):
 
 
 def _device_bindings(args: argparse.Namespace) -> list[str]:
-    return [] if args.device is None else [f"genpo.run.device = {args.device!r}"]
+    """Where the run computes: --device and --threads, which a resumed run may change too."""
+    bindings = [] if args.device is None else [f"genpo.run.device = {args.device!r}"]
+    if args.threads is not None:
+        bindings.append(f"genpo.run.num_threads = {args.threads!r}")
+    return bindings
+
+
+def _thread_count(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"an int >= 1 or 'auto', got {text!r}")
+    return count
 
 
 def _run_bindings(args: argparse.Namespace) -> list[str]:
@@ -256,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --resume: continue although config.gin was edited (recorded in config_changes.md)",
     )
     train.add_argument("--device", help="torch device, e.g. cpu or cuda (default: genpo.run.device, cpu)")
+    train.add_argument(
+        "--threads",
+        type=_thread_count,
+        metavar="N",
+        help="torch threads: N pins them (bit-reproducible), 'auto' (default) uses the cores other processes leave "
+        "free, re-chosen between iterations (genpo.run.num_threads)",
+    )
     train.add_argument("--quiet", action="store_true", help="plain log lines instead of a progress bar")
     train.add_argument(
         "--trainer",

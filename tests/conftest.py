@@ -14,6 +14,9 @@ def clear_gin_state():
 
 
 TEST_THREADS = int(os.environ.get("GENPO_TEST_THREADS", "1"))
+# Pins every run's thread count, in this process and in the genpo processes tests start, so that a
+# run's float results do not depend on the load of the machine (genpo's 'auto' threads honour it).
+os.environ["OMP_NUM_THREADS"] = str(TEST_THREADS)
 
 
 @pytest.fixture(autouse=True)

@@ -136,3 +136,25 @@ def test_components_of_unknown_kind_exits_2(capsys):
     assert main(["components", "couplings"]) == 2
     error = capsys.readouterr().err
     assert "unknown component kind 'couplings'" in error and "coupling" in error
+
+
+def test_threads_flag_pins_the_count_in_the_config_and_a_resume_may_change_it(tmp_path, capsys):
+    import torch
+
+    run_dir = tmp_path / "run"
+    code, output = run_cli(["train", GENPO_CONFIG, "--out", run_dir, "--iterations", 1, "--threads", 2, "--quiet", *gin_arguments()])
+    assert code == 0 and "threads: 2 (pinned by genpo.run.num_threads)" in output.splitlines()
+    assert "run.num_threads = 2" in (run_dir / "config.gin").read_text().splitlines()
+    assert [row["threads"] for row in read_metrics(run_dir / "metrics.csv")] == [2.0]
+    code, output = run_cli(["train", "--resume", run_dir, "--iterations", 1, "--threads", 1, "--quiet"])
+    assert code == 0 and "threads: 1 (pinned by genpo.run.num_threads)" in output.splitlines()
+    assert [row["threads"] for row in read_metrics(run_dir / "metrics.csv")] == [2.0, 1.0]
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-3"])
+def test_a_bad_threads_value_is_one_usage_line(bad, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", GENPO_CONFIG, "--threads", bad])
+    assert exit_info.value.code == 2
+    assert f"--threads: an int >= 1 or 'auto', got '{bad}'" in capsys.readouterr().err

@@ -49,6 +49,7 @@ from genpo.builders.experiment import (
     continue_experiment,
     run_settings,
     seed_everything,
+    start_threads,
     start_experiment,
 )
 from genpo.components.actors.gaussian import GaussianActor
@@ -245,13 +246,14 @@ def _build(run_dir: Path) -> tuple[RslRlTrainer, RunSettings]:
     translate its settings into rsl_rl's runner config, then (re-seeded, so that rsl_rl's networks
     start from the seed) the runner on that trainer's env, which building the trainer left untouched."""
     settings = run_settings()
-    if settings.num_threads is not None:
-        torch.set_num_threads(settings.num_threads)
+    threads = start_threads(settings)
     seed_everything(settings.seed)
     translated = build_trainer(build_env(seed=settings.seed, device=settings.device), run_dir)
     config = runner_config(translated)
     seed_everything(settings.seed)
-    return RslRlTrainer(build_runner(translated.env, config), config, translated.settings, run_dir), settings
+    trainer = RslRlTrainer(build_runner(translated.env, config), config, translated.settings, run_dir)
+    trainer.threads = threads
+    return trainer, settings
 
 
 def _write_runner_config(trainer: RslRlTrainer) -> None:

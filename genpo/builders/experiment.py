@@ -18,6 +18,8 @@ from genpo.components.normalizers.observation import EmpiricalNormalizer
 from genpo.components.normalizers.reward import ReturnStdScaler
 from genpo.envs.base import BatchedEnv
 from genpo.training import data_parallel
+from genpo.training.thread_policy import AUTO as AUTO_THREADS
+from genpo.training.thread_policy import ThreadPolicy
 from genpo.training.run_directory import (
     CONFIG_FILE,
     OPERATIVE_CONFIG_FILE,
@@ -52,17 +54,20 @@ class RunSettings:
     iterations: int
     seed: int
     device: str
-    num_threads: int | None
+    num_threads: int | str
 
 
 @gin.configurable("run", module="genpo")
 def run_settings(
-    *, iterations: int = gin.REQUIRED, seed: int = 0, device: str = "cpu", num_threads: int | None = None
+    *, iterations: int = gin.REQUIRED, seed: int = 0, device: str = "cpu", num_threads: int | str = AUTO_THREADS
 ) -> RunSettings:
-    """How long, on what and with which seed to train: ``genpo.run.iterations = 100``."""
+    """How long, on what and with which seed to train: ``genpo.run.iterations = 100``. ``num_threads``:
+    torch's thread count, an int to pin it or ``'auto'`` (the cores other processes leave free, re-chosen
+    between iterations; :mod:`genpo.training.thread_policy`)."""
     if iterations < 1:
         raise ValueError(f"genpo.run: iterations must be >= 1, got {iterations!r}")
     check_device(device)
+    ThreadPolicy(num_threads)  # validates
     return RunSettings(iterations, seed, device, num_threads)
 
 
@@ -242,10 +247,23 @@ def _build(run_dir: Path) -> tuple[Trainer, RunSettings]:
     own envs and sampling noise; the trainer starts every rank from rank 0's networks) and takes its
     node's GPU."""
     settings = run_settings()
-    if settings.num_threads is not None:
-        torch.set_num_threads(settings.num_threads)
     parallel = data_parallel.current()
+    threads = start_threads(settings, pin=parallel.active)
     seed = settings.seed + parallel.rank
     seed_everything(seed)
     env = build_env(seed=seed, device=parallel.device(settings.device))
-    return build_trainer(env, run_dir), settings
+    trainer = build_trainer(env, run_dir)
+    trainer.threads = threads
+    return trainer, settings
+
+
+def start_threads(settings: RunSettings, *, pin: bool = False) -> ThreadPolicy:
+    """Set torch's thread count for a run (see :class:`ThreadPolicy`); ``pin`` keeps an ``'auto'`` count
+    at torch's current one (the ranks of a data-parallel run). The policy's ``start_line`` says what it
+    chose."""
+    requested = settings.num_threads
+    if pin and requested == AUTO_THREADS:
+        requested = torch.get_num_threads()
+    threads = ThreadPolicy(requested)
+    threads.start_line = threads.start()
+    return threads

@@ -9,8 +9,11 @@ value stops it naming the last good checkpoint.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Protocol
+
+import torch
 
 from genpo.training.checkpoint import load_checkpoint
 from genpo.training.checkpoint_history import CheckpointHistory
@@ -18,6 +21,7 @@ from genpo.training.data_parallel import SINGLE_PROCESS, DataParallel
 from genpo.training.errors import NonFiniteError
 from genpo.training.interrupts import InterruptGuard, TrainingInterrupted
 from genpo.training.run_logger import RunLogger
+from genpo.training.thread_policy import ThreadPolicy
 
 
 class Trainable(Protocol):
@@ -51,6 +55,7 @@ def run_training(
     checkpoint_interval: int,
     quiet: bool = False,
     parallel: DataParallel = SINGLE_PROCESS,
+    threads: ThreadPolicy | None = None,
 ) -> dict:
     """Run ``iterations`` more iterations of ``trainable`` (which continues from its checkpoint's
     iteration), logging each, checkpointing every ``checkpoint_interval`` iterations and at the end;
@@ -63,6 +68,9 @@ def run_training(
     rank calls ``state_dict``, which gathers the ranks' states), and the ranks agree after each
     iteration on whether any was signalled, so that all stop at the same iteration (returns ``{}``
     on the other ranks).
+
+    ``threads``: re-chooses torch's thread count after each iteration (when not pinned); each metrics
+    row records the count its iteration ran with, since float results depend on it.
     """
     if iterations < 1:
         raise ValueError(f"train: iterations must be >= 1, got {iterations!r}")
@@ -84,8 +92,12 @@ def run_training(
                 except NonFiniteError as error:
                     kept = f"{history.latest} (iteration {saved_at})" if history.latest.is_file() else "none written yet"
                     raise NonFiniteError(f"{error}; run stopped, last good checkpoint: {kept}") from None
+                metrics["threads"] = torch.get_num_threads()
                 if logger is not None:
                     logger.log(metrics)
+                change = threads.after_iteration() if threads is not None else None
+                if change and parallel.is_main:
+                    print(f"genpo: {change}", file=sys.stderr, flush=True)
                 stop_signal = parallel.max(interrupt.signum or 0)
                 if trainable.iteration % checkpoint_interval == 0 or stop_signal:
                     checkpoint()
@@ -124,6 +136,7 @@ class CheckpointedTrainer:
             checkpoint_interval=self.settings.checkpoint_interval,
             quiet=quiet,
             parallel=self.parallel,
+            threads=getattr(self, "threads", None),
         )
 
     def save(self) -> Path:
