@@ -233,6 +233,11 @@ def _tune(args: argparse.Namespace) -> int:
         if args.max_parallel is not None:
             raise SystemExit("genpo tune: --max-parallel is for --backend local; Ray runs what --cpus-per-run / --gpus-per-run fit")
         ray = RayOptions(args.address, args.cpus_per_run, args.gpus_per_run or 0.0)
+    else:
+        given = [name for name, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
+                 ("--gpus-per-run", args.gpus_per_run)) if value is not None]  # fmt: skip
+        if given:
+            raise SystemExit(f"genpo tune: {', '.join(given)} need --backend ray")
     command = shlex.join(["genpo", *(sys.argv[1:] if args.argv is None else args.argv)])
     return tune_main(
         args.spec, command=command, storage_url=args.storage, max_parallel=args.max_parallel, ray=ray, report_only=args.report_only

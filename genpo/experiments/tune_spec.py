@@ -265,9 +265,9 @@ def _contender(entry: object, path: Path, tasks: tuple[str, ...]) -> Contender:
     trainer = entry.get("trainer", "genpo")
     if trainer not in TRAINERS:
         raise ValueError(f"{where}: trainer must be one of {TRAINERS}, got {trainer!r}")
-    search = entry.get("search", {})
-    if not isinstance(search, dict):
-        raise ValueError(f"{where}: search must be a table binding -> {{range | log_range | choices}}")
+    search = entry.get("search")
+    if not isinstance(search, dict) or not search:
+        raise ValueError(f"{where}: search must be a non-empty table binding -> {{range | log_range | choices}} (a contender without one has nothing to tune)")
     return Contender(
         name,
         {task: resolve_config_path(configs[task]) for task in tasks},
