@@ -295,7 +295,7 @@ def test_a_killed_tune_resumes_its_trials_in_the_same_runs(tmp_path):
     process = subprocess.Popen(command, cwd=tmp_path, env=environment, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     second = spec.out / "trials" / "genpo.trial1.pendulum" / "seed0"
     deadline = time.monotonic() + 120
-    while not (second / "run.json").is_file() and process.poll() is None and time.monotonic() < deadline:
+    while not second.is_dir() and process.poll() is None and time.monotonic() < deadline:  # made just before its process starts
         time.sleep(0.1)
     assert process.poll() is None, process.stdout.read().decode()
     os.killpg(process.pid, signal.SIGKILL)  # the tune and its runs, as a crash would
