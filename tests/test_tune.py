@@ -125,6 +125,29 @@ def test_trial_bindings_are_gin_text_of_the_searched_values(tmp_path):
     assert spec.storage == f"sqlite:///{tmp_path / 'out'}.optuna.db"
 
 
+TUNE_SPECS = sorted((Path(__file__).resolve().parents[1] / "sweeps" / "tune").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", TUNE_SPECS, ids=[path.stem for path in TUNE_SPECS])
+def test_every_committed_tune_spec_parses_and_its_bindings_are_valid(path):
+    """Every tune spec in sweeps/tune/ loads, and each contender's config parses in gin for every task with
+    each searched binding at its default and at the ends of its space."""
+    import gin
+
+    from genpo.builders.config import parse_config
+
+    spec = load_tune_spec(path)
+    for contender in spec.contenders:
+        base = {d.binding: d.default if d.default is not None else (d.choices or (d.low,))[0] for d in contender.search}
+        for dimension in contender.search:
+            values = [*(dimension.choices or (dimension.low, dimension.high)), dimension.default]
+            for value in (value for value in values if value is not None):
+                for config in contender.configs.values():
+                    gin.clear_config()
+                    parse_config([config], [*spec.bindings, *contender.trial_bindings({**base, dimension.binding: value})])
+    gin.clear_config()
+
+
 # ------------------------------------------------------------------------------------------- statistics
 def test_probability_of_improvement_counts_pairs_and_half_ties():
     x = np.array([[1.0, 5.0], [3.0, 5.0]])  # task 0: x in {1, 3}; task 1: x = 5 twice
