@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,14 +157,17 @@ def importance_section(spec: TuneSpec, studies: dict) -> list[str]:
     ]
     for contender in spec.contenders:
         try:
-            importances = optuna.importance.get_param_importances(
-                studies[contender.name], evaluator=optuna.importance.PedAnovaImportanceEvaluator()
-            )
+            with warnings.catch_warnings(record=True) as caught:  # too few trials: said in the report, not on stderr
+                warnings.simplefilter("always")
+                importances = optuna.importance.get_param_importances(
+                    studies[contender.name], evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+                )
         except (RuntimeError, ValueError) as error:
             lines.append(f"- {contender.name}: n/a ({str(error).splitlines()[0]})")
             continue
         shown = ", ".join(f"`{binding}` {value:.2f}" for binding, value in importances.items()) or "n/a (no searched binding varied)"
-        lines.append(f"- {contender.name}: {shown}")
+        note = f" ({str(caught[0].message).rstrip('.')})" if caught else ""
+        lines.append(f"- {contender.name}: {shown}{note}")
     return lines
 
 
