@@ -1,4 +1,4 @@
-"""``genpo train | evaluate | export | play | sweep | components``: parse arguments, load gin, call the builders."""
+"""``genpo train | evaluate | export | play | sweep | tune | components``: parse arguments, load gin, call the builders."""
 
 from __future__ import annotations
 
@@ -242,6 +242,27 @@ def _sweep(args: argparse.Namespace) -> int:
     )
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from genpo.experiments.tune import main as tune_main
+
+    ray = None
+    if args.backend == "ray":
+        from genpo.experiments.ray_backend import RayOptions
+
+        if args.max_parallel is not None:
+            raise SystemExit("genpo tune: --max-parallel is for --backend local; Ray runs what --cpus-per-run / --gpus-per-run fit")
+        ray = RayOptions(args.address, args.cpus_per_run, args.gpus_per_run or 0.0)
+    else:
+        given = [name for name, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
+                 ("--gpus-per-run", args.gpus_per_run)) if value is not None]  # fmt: skip
+        if given:
+            raise SystemExit(f"genpo tune: {', '.join(given)} need --backend ray")
+    command = shlex.join(["genpo", *(sys.argv[1:] if args.argv is None else args.argv)])
+    return tune_main(
+        args.spec, command=command, storage_url=args.storage, max_parallel=args.max_parallel, ray=ray, report_only=args.report_only
+    )
+
+
 def _components(args: argparse.Namespace) -> int:
     import genpo  # noqa: F401  (registers everything)
 
@@ -362,6 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
         "and write the report there (commit DIR; --report-only --out DIR rebuilds it)",
     )
     sweep.set_defaults(handler=_sweep)
+
+    tune = commands.add_parser(
+        "tune", help="equal-budget Optuna search per contender over gin bindings, then held-out validation and a report"
+    )
+    tune.add_argument("spec", type=Path, help="tuning spec (TOML), e.g. sweeps/tune/mujoco_genpo_gaussian.toml; see docs/tuning.md")
+    tune.add_argument("--storage", metavar="URL", help="the study database (default: the spec's storage, or sqlite:///OUT.optuna.db)")
+    tune.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes, or one Ray task per run")
+    tune.add_argument("--max-parallel", type=int, metavar="N", help="with --backend local: runs at once (default: cores // threads_per_run)")
+    tune.add_argument("--address", help="with --backend ray: the cluster to join (default: start Ray on this machine)")
+    tune.add_argument("--cpus-per-run", type=float, metavar="C", help="with --backend ray: CPUs per run (default: threads_per_run)")
+    tune.add_argument("--gpus-per-run", type=float, metavar="G", help="with --backend ray: GPUs per run (default: 0)")
+    tune.add_argument("--report-only", action="store_true", help="run nothing; write OUT/report.md from the study database")
+    tune.set_defaults(handler=_tune)
 
     components = commands.add_parser("components", help="list registered components")
     components.add_argument("kind", nargs="?")

@@ -1,4 +1,5 @@
-"""Statistics over many runs: final returns, IQM with stratified bootstrap CIs, curves on a common grid.
+"""Statistics over many runs: final returns, IQM with stratified bootstrap CIs, probability of
+improvement, performance profiles, curves on a common grid.
 
 Pure numpy; used by ``genpo sweep`` and ``benchmarks/learning_study.py`` but independent of how the
 runs were produced: everything starts from each run's ``metrics.csv`` rows.
@@ -12,6 +13,8 @@ Conventions (after rliable, Agarwal et al. 2021):
   ``trim_mean(x, 0.25)``; with fewer than 4 runs nothing is trimmed and it is the plain mean);
 - confidence intervals: percentile bootstrap, runs resampled with replacement independently within
   each stratum (task/column), a fixed RNG seed so that reports are reproducible;
+- probability of improvement and performance profiles (run-score distributions) as rliable defines
+  them, with CIs from the same stratified bootstrap (X's and Y's runs resampled independently);
 - std: the sample std (``ddof=1``) across runs; NaN for a single run.
 """
 
@@ -87,21 +90,96 @@ def stratified_bootstrap_ci(
     every stratum independently with replacement (rliable's stratified bootstrap) and applies
     ``statistic`` to the whole resampled array. Percentile interval; fixed ``seed``.
     """
+    array = _runs_by_tasks(scores, "stratified_bootstrap_ci")
+    if not 0 < confidence < 1:
+        raise ValueError(f"stratified_bootstrap_ci: confidence must be in (0, 1), got {confidence!r}")
+    resampled = _stratified_resamples(array, resamples, np.random.default_rng(seed))
+    estimates = np.array([statistic(sample) for sample in resampled])
+    low, high = _percentile_interval(estimates, confidence)
+    return float(statistic(array)), float(low), float(high)
+
+
+def _runs_by_tasks(scores: np.ndarray | Sequence[float], what: str) -> np.ndarray:
+    """``scores`` as a ``[runs, tasks]`` float array (a 1-D array is one task)."""
     array = np.asarray(scores, dtype=float)
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[0] == 0:
-        raise ValueError(f"stratified_bootstrap_ci: scores must be [runs] or [runs, strata], got shape {np.shape(scores)}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"stratified_bootstrap_ci: confidence must be in (0, 1), got {confidence!r}")
+        raise ValueError(f"{what}: scores must be [runs] or [runs, tasks], got shape {np.shape(scores)}")
+    return array
+
+
+def _stratified_resamples(array: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``[resamples, runs, tasks]``: each resample draws the runs of every task (column) independently
+    with replacement."""
     runs, strata = array.shape
-    rng = np.random.default_rng(seed)
     indices = rng.integers(0, runs, size=(resamples, runs, strata))
-    resampled = np.take_along_axis(array[None].repeat(resamples, axis=0), indices, axis=1)
-    estimates = np.array([statistic(sample) for sample in resampled])
+    return np.take_along_axis(array[None].repeat(resamples, axis=0), indices, axis=1)
+
+
+def _percentile_interval(estimates: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
     tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(estimates, [tail, 100 - tail])
-    return float(statistic(array)), float(low), float(high)
+    low, high = np.percentile(estimates, [tail, 100 - tail], axis=0)
+    return low, high
+
+
+def probability_of_improvement(scores_x: np.ndarray | Sequence, scores_y: np.ndarray | Sequence) -> float:
+    """P(X > Y) averaged over tasks (rliable's ``probability_of_improvement``): on each task the
+    Mann-Whitney U statistic of X's runs against Y's over the number of pairs, i.e. the fraction of
+    (x run, y run) pairs in which x scores higher, a tie counting one half.
+
+    ``scores_x`` is ``[runs_x, tasks]``, ``scores_y`` ``[runs_y, tasks]`` (the run counts may differ).
+    """
+    x = _runs_by_tasks(scores_x, "probability_of_improvement")
+    y = _runs_by_tasks(scores_y, "probability_of_improvement")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"probability_of_improvement: X has {x.shape[1]} tasks, Y {y.shape[1]}")
+    pairs_x, pairs_y = x[:, None, :], y[None, :, :]  # [runs_x, runs_y, tasks]
+    per_task = (pairs_x > pairs_y).mean(axis=(0, 1)) + 0.5 * (pairs_x == pairs_y).mean(axis=(0, 1))
+    return float(per_task.mean())
+
+
+def probability_of_improvement_ci(
+    scores_x: np.ndarray | Sequence,
+    scores_y: np.ndarray | Sequence,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> tuple[float, float, float]:
+    """``(P(X > Y), CI low, CI high)``: X's and Y's runs resampled independently within each task
+    (rliable's stratified independent bootstrap), percentile interval, fixed ``seed``."""
+    x = _runs_by_tasks(scores_x, "probability_of_improvement_ci")
+    y = _runs_by_tasks(scores_y, "probability_of_improvement_ci")
+    rng = np.random.default_rng(seed)
+    resampled_x, resampled_y = _stratified_resamples(x, resamples, rng), _stratified_resamples(y, resamples, rng)
+    estimates = np.array([probability_of_improvement(a, b) for a, b in zip(resampled_x, resampled_y, strict=True)])
+    low, high = _percentile_interval(estimates, confidence)
+    return probability_of_improvement(x, y), float(low), float(high)
+
+
+def performance_profile(scores: np.ndarray | Sequence, thresholds: np.ndarray | Sequence[float]) -> np.ndarray:
+    """The run-score distribution of rliable's performance profiles: for each threshold tau, the
+    fraction of all (run, task) scores above tau (``scores`` normalised so that tasks compare)."""
+    array = _runs_by_tasks(scores, "performance_profile")
+    taus = np.asarray(thresholds, dtype=float)
+    return (array[None, ...] > taus.reshape(-1, 1, 1)).mean(axis=(1, 2))
+
+
+def performance_profile_ci(
+    scores: np.ndarray | Sequence,
+    thresholds: np.ndarray | Sequence[float],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(profile, CI low, CI high)`` at each threshold, runs resampled within each task."""
+    array = _runs_by_tasks(scores, "performance_profile_ci")
+    resampled = _stratified_resamples(array, resamples, np.random.default_rng(seed))
+    estimates = np.stack([performance_profile(sample, thresholds) for sample in resampled])
+    low, high = _percentile_interval(estimates, confidence)
+    return performance_profile(array, thresholds), low, high
 
 
 def normalized_score_ci(
