@@ -314,6 +314,32 @@ def test_report_reads_every_variant_at_the_spec_budgets(tmp_path):
     assert "| a | 6 train s | 2 | 30.00 ± 14.14 |" in budgets
 
 
+def test_a_report_rebuild_redraws_a_figure_only_when_its_data_changed(tmp_path):
+    from genpo.experiments.report import write_report
+
+    spec = parse_spec(f'out = "{tmp_path}"\nseeds = [0, 1]\niterations = 4\nlast_k = 1\n' + VARIANT)
+
+    def write_runs(scale: float) -> None:
+        for job, returns in zip(plan(spec), ([0.0, 10.0, 20.0, 30.0], [0.0, 20.0, 40.0, 60.0]), strict=True):
+            job.run_dir.mkdir(parents=True, exist_ok=True)
+            lines = ["iteration,env_steps,wall_time,return_mean"]
+            lines += [f"{i + 1},{100 * (i + 1)},2.0,{scale * value}" for i, value in enumerate(returns)]
+            (job.run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+    figures = [tmp_path / "curves_env_steps.png", tmp_path / "curves_wall_time.png", tmp_path / "curves.csv"]
+    write_runs(1.0)
+    write_report(spec, "genpo sweep spec.toml")
+    first = {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in figures}
+    write_report(spec, "genpo sweep spec.toml")
+    assert {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in figures} == first
+    figures[0].unlink()
+    write_report(spec, "genpo sweep spec.toml")
+    assert figures[0].is_file() and figures[1].stat().st_mtime_ns == first[figures[1]][0]
+    write_runs(2.0)
+    write_report(spec, "genpo sweep spec.toml")
+    assert all(path.read_bytes() != first[path][1] for path in figures[1:])
+
+
 # ------------------------------------------------------------------------------------------ real sweeps
 @pytest.fixture(scope="module")
 def resumed_sweep(tmp_path_factory):

@@ -79,14 +79,28 @@ def evaluation_table(rows: Sequence[tuple[str, statistics.FinalReturns]], confid
     return "\n".join(lines)
 
 
-def write_curves_csv(stats: Sequence[VariantStats], path: Path) -> None:
+def curves_csv_text(stats: Sequence[VariantStats]) -> str:
     """Long-format CSV of every variant's mean curve and band: variant, x, grid, mean, low, high."""
     lines = ["variant,x,grid,mean,low,high"]
     for entry in stats:
         for x, band in entry.curves.items():
             for values in zip(band.grid, band.mean, band.low, band.high, strict=True):
                 lines.append(f"{entry.name},{x}," + ",".join(f"{value:.6g}" for value in values))
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def write_curves(stats: Sequence[VariantStats], out: Path, confidence: float) -> None:
+    """``curves.csv`` and the curve PNGs drawn from it. A PNG is drawn again only when the data in
+    ``curves.csv`` changed (or the PNG is missing), so rebuilding an archived report leaves its committed
+    figures untouched: git then holds one version of a figure per change of its data."""
+    text = curves_csv_text(stats)
+    csv_path = out / CURVES_CSV
+    unchanged = csv_path.is_file() and csv_path.read_text() == text
+    for x, filename in CURVE_PLOTS.items():
+        if not (unchanged and (out / filename).is_file()):
+            plot_curves(stats, x, out / filename, confidence)
+    if not unchanged:
+        csv_path.write_text(text)
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -160,9 +174,7 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
         if partial:
             notes.append(f"- {variant.name}: {partial} of {len(variant_jobs)} runs unfinished (partial runs are included in the table)")
         stats.append(variant_stats(spec, variant, variant_jobs))
-    for x, filename in CURVE_PLOTS.items():
-        plot_curves(stats, x, spec.out / filename, spec.confidence)
-    write_curves_csv(stats, spec.out / CURVES_CSV)
+    write_curves(stats, spec.out, spec.confidence)
 
     budget = _budget_text(spec.iterations, spec.env_steps)
     own = [f"{variant.name} {_budget_text(variant.iterations, variant.env_steps)}" for variant in spec.variants if variant.has_own_budget]
