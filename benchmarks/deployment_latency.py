@@ -57,7 +57,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "run"
-        new_experiment(run_dir, [arguments.config], ["genpo.build_env.num_envs = 1", "genpo.build_env.num_threads = 1"])
+        new_experiment(run_dir, [arguments.config], ["genpo.build_env.num_envs = 1", "genpo.build_env.num_threads = 1", "genpo.run.num_threads = 1"])
         gin.clear_config()
         policy = load_policy(run_dir, device="cpu")
         observation = np.random.default_rng(0).standard_normal((1, policy.observation_dim)).astype(np.float32)

@@ -78,9 +78,10 @@ def schedule_text(args: argparse.Namespace) -> str:
 
 
 def genpo_trainer(run_dir: Path, config: str, bindings: list[str]) -> Trainer:
-    """A genpo trainer built from ``config`` and ``bindings`` into ``run_dir`` (gin cleared before and after)."""
+    """A genpo trainer built from ``config`` and ``bindings`` into ``run_dir`` (gin cleared before and after),
+    with torch's thread count pinned at the benchmark's (genpo's 'auto' would re-choose it)."""
     gin.clear_config()
-    trainer, _ = new_experiment(run_dir, [config], bindings)
+    trainer, _ = new_experiment(run_dir, [config], [f"genpo.run.num_threads = {torch.get_num_threads()}", *bindings])
     gin.clear_config()
     return trainer
 

@@ -56,7 +56,7 @@ def main() -> None:
     for column, (name, config) in enumerate(CONFIGS.items()):
         gin.clear_config()
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer, _ = new_experiment(run_dir, [config], [f"genpo.run.seed = {args.seed}"])
+            trainer, _ = new_experiment(run_dir, [config], [f"genpo.run.seed = {args.seed}", "genpo.run.num_threads = 1"])
             trainer.train(args.early_iterations, quiet=True)
             draw(axes[0, column], start_state_actions(trainer, args.samples), f"{name}, iteration {trainer.iteration}")
             trainer.train(args.iterations - args.early_iterations, quiet=True)

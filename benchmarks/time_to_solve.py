@@ -25,7 +25,7 @@ def time_to_threshold(config: str, threshold: float, max_iterations: int, seed: 
     """(iterations, env steps, seconds) until return_mean >= threshold; seconds is inf if never."""
     gin.clear_config()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer, _ = new_experiment(run_dir, [config], [f"genpo.run.seed = {seed}"])
+        trainer, _ = new_experiment(run_dir, [config], [f"genpo.run.seed = {seed}", f"genpo.run.num_threads = {torch.get_num_threads()}"])
         elapsed = 0.0
         for _ in range(max_iterations):
             start = time.perf_counter()
