@@ -24,7 +24,7 @@ SHORT_HALFCHEETAH = [
 # Measured (one torch thread), this 30-iteration run with the task's defaults (N = 2 flow steps, actions
 # clipped to [-1, 1], no entropy term; random play: -29.58), seeds 0-5. The velocity network runs in bf16
 # where the CPU has native bf16 and in fp32 elsewhere ('auto'), so both precisions must clear the bar:
-#   bf16, AMD EPYC Zen 4:  final   5.6  17.4  12.2  38.4  10.4  35.0
+#   bf16, AMD EPYC:        final   5.6  17.4  12.2  38.4  10.4  35.0
 #                          first -38.4 -27.8 -24.8 -20.3 -35.5 -15.6
 #     worst final - random 35.1 (seed 0), worst final - first 36.9 (seed 2); bar 15: margins 20.1, 21.9
 #   fp32, Intel Xeon:      final  13.1  38.8  39.8  55.7  21.2  23.3
