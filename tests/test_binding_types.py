@@ -129,7 +129,7 @@ def test_every_committed_gin_file_parses(config):
     [
         "genpo.trainer.max_grad_norm = None",  # float | None
         "genpo.trainer.critic_learning_rate = 3e-4",
-        "genpo.run.num_threads = None",  # int | None
+        "genpo.run.num_threads = None",  # int | str | None
         "coupling.genpo.p = 1",  # an int is a float
         "loss.ppo.entropy_coefficient = 0",
         "velocity_network.mlp.hidden_sizes = (32,)",  # Sequence[int]
@@ -155,7 +155,7 @@ def test_well_typed_bindings_pass(binding):
     "binding, expected, got",
     [
         ("genpo.trainer.max_grad_norm = 'big'", "float | None", "str"),
-        ("genpo.run.num_threads = 2.0", "int | None", "float"),
+        ("genpo.run.num_threads = 2.0", "int | str | None", "float"),
         ("genpo.run.iterations = True", "int", "bool"),  # a bool is no int here
         ("readout.linear.alpha = False", "float", "bool"),
         ("advantage.gae.normalize = 1", "bool", "int"),

@@ -54,16 +54,16 @@ class RunSettings:
     iterations: int
     seed: int
     device: str
-    num_threads: int | str
+    num_threads: int | str | None
 
 
 @gin.configurable("run", module="genpo")
 def run_settings(
-    *, iterations: int = gin.REQUIRED, seed: int = 0, device: str = "cpu", num_threads: int | str = AUTO_THREADS
+    *, iterations: int = gin.REQUIRED, seed: int = 0, device: str = "cpu", num_threads: int | str | None = AUTO_THREADS
 ) -> RunSettings:
     """How long, on what and with which seed to train: ``genpo.run.iterations = 100``. ``num_threads``:
-    torch's thread count, an int to pin it or ``'auto'`` (the cores other processes leave free, re-chosen
-    between iterations; :mod:`genpo.training.thread_policy`)."""
+    torch's thread count, an int to pin it or ``'auto'`` (None too: the cores other processes leave free,
+    re-chosen between iterations; :mod:`genpo.training.thread_policy`)."""
     if iterations < 1:
         raise ValueError(f"genpo.run: iterations must be >= 1, got {iterations!r}")
     check_device(device)
@@ -262,7 +262,7 @@ def start_threads(settings: RunSettings, *, pin: bool = False) -> ThreadPolicy:
     at torch's current one (the ranks of a data-parallel run). The policy's ``start_line`` says what it
     chose."""
     requested = settings.num_threads
-    if pin and requested == AUTO_THREADS:
+    if pin and requested in (AUTO_THREADS, None):
         requested = torch.get_num_threads()
     threads = ThreadPolicy(requested)
     threads.start_line = threads.start()
