@@ -101,6 +101,7 @@ def build_trainer(
     lr_controller: torch.nn.Module = gin.REQUIRED,
     observation_normalizer: Callable = EmpiricalNormalizer,
     reward_scaler: Callable = ReturnStdScaler,
+    exploration_schedule: torch.nn.Module | None = None,
     steps_per_env: int = _PPO_DEFAULTS["steps_per_env"],
     epochs: int = _PPO_DEFAULTS["epochs"],
     minibatches: int = _PPO_DEFAULTS["minibatches"],
@@ -145,6 +146,7 @@ def build_trainer(
         reward_scaler=reward_scaler(env.num_envs).to(device),
         settings=settings,
         run_dir=run_dir,
+        exploration_schedule=exploration_schedule,
     )
 
 

@@ -93,8 +93,11 @@ class Trainer(CheckpointedTrainer):
         reward_scaler: nn.Module,
         settings: PPOSettings,
         run_dir: str | Path,
+        exploration_schedule: nn.Module | None = None,
     ):
         check_lr_controller_fits(actor, lr_controller)
+        if exploration_schedule is not None:
+            exploration_schedule.check_actor(actor)
         batch = env.num_envs * settings.steps_per_env
         if batch < settings.minibatches:
             raise ValueError(f"PPOSettings: {settings.minibatches} minibatches need at least as many samples, got {batch}")
@@ -107,6 +110,7 @@ class Trainer(CheckpointedTrainer):
         self.observation_normalizer = observation_normalizer
         self.critic_observation_normalizer = critic_observation_normalizer
         self.reward_scaler = reward_scaler
+        self.exploration_schedule = exploration_schedule
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.history = CheckpointHistory(self.run_dir / CHECKPOINT_DIR, settings.keep_checkpoints)
@@ -136,6 +140,9 @@ class Trainer(CheckpointedTrainer):
     def run_iteration(self) -> dict[str, float]:
         """Collect, estimate advantages, update; returns the iteration's metrics row."""
         start = time.perf_counter()
+        exploration = {}
+        if self.exploration_schedule is not None:  # the rollout's and this update's base-noise scale
+            exploration["noise_scale"] = self.exploration_schedule.apply(self.actor, self.iteration)
         self.actor.eval()
         try:
             rollout, episodes = self.collector.collect(self.iteration + 1)
@@ -163,6 +170,7 @@ class Trainer(CheckpointedTrainer):
             "episode_length_mean": episodes["length"].mean().item() if episode_count else math.nan,
             "episodes": episode_count,
             **update_metrics,
+            **exploration,
             "env_steps_per_s": steps / (finished - start),
             "collection_time": collected - start,
             "update_time": finished - collected,
