@@ -73,15 +73,16 @@ class GaussianActionKL(KLEstimator):
 
     Cost per minibatch: ``2 x num_samples x num_states`` actor sampling passes without gradients, a QR of
     [num_samples, noise_dim] and two Cholesky factorisations of [action_dim, action_dim] per state; per
-    update a copy of the actor's parameters. ``num_samples`` must exceed the actor's ``noise_dim``.
+    update a copy of the actor's parameters. ``num_samples`` must exceed the actor's ``noise_dim``; by
+    default it is ``noise_dim + 8`` (20 for a 6-D GenPO action).
     """
 
     in_keys = ["observation"]
 
-    def __init__(self, num_samples: int = 40, num_states: int = 64):
+    def __init__(self, num_samples: int | None = None, num_states: int = 64):
         super().__init__()
         name = type(self).__name__
-        if num_samples < 2:
+        if num_samples is not None and num_samples < 2:
             raise ValueError(f"{name}: num_samples must be >= 2, got {num_samples!r}")
         if num_states < 1:
             raise ValueError(f"{name}: num_states must be >= 1, got {num_states!r}")
@@ -89,8 +90,11 @@ class GaussianActionKL(KLEstimator):
         self.num_states = num_states
         self.rollout_parameters: dict[str, torch.Tensor] | None = None
 
+    def samples_for(self, actor: Actor) -> int:
+        return actor.noise_dim + 8 if self.num_samples is None else self.num_samples
+
     def start_update(self, actor: Actor) -> None:
-        if self.num_samples <= actor.noise_dim:
+        if self.samples_for(actor) <= actor.noise_dim:
             raise ValueError(
                 f"kl_estimator.gaussian_action: num_samples ({self.num_samples}) must exceed the actor's noise "
                 f"width {actor.noise_dim}; bind kl_estimator.gaussian_action.num_samples = {actor.noise_dim + 8}"
@@ -106,7 +110,7 @@ class GaussianActionKL(KLEstimator):
         if observation.shape[0] > self.num_states:
             chosen = torch.randperm(observation.shape[0], device=observation.device)[: self.num_states]
             observation = observation[chosen]
-        noise = exact_moment_noise(observation.shape[0], self.num_samples, actor.noise_dim, observation)
+        noise = exact_moment_noise(observation.shape[0], self.samples_for(actor), actor.noise_dim, observation)
         with torch.no_grad():
             old_actions = sample_actions(actor, observation, noise, self.rollout_parameters)
             new_actions = sample_actions(actor, observation, noise)
