@@ -160,7 +160,7 @@ def _defer_missing_macros() -> None:
             gin.parse_config(f"{name} = @{name}/{_UNDEFINED_MACRO}()")
 
 
-# A parameter that a component now takes: what to bind instead (one line).
+# Bindings of a parameter that a builder does not take, with the binding that sets it (one line).
 _REPLACED_PARAMETERS = {
     ("genpo.trainer", "kl_for_lr"): (
         "genpo.trainer.kl_for_lr is not a parameter: the KL that drives the lr is the loss's, bind "
