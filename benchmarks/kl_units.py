@@ -222,14 +222,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
     tasks = sorted({row["task"] for row in rows})
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for task in tasks:
+    for index, task in enumerate(tasks):
         mine = [row for row in rows if row["task"] == task]
         iterations = [int(row["iteration"]) for row in mine]
-        axes[0].plot(iterations, [float(row["ratio"]) for row in mine], label=f"{task}: Gaussian action / Gaussian doubled")
-        axes[0].plot(iterations, [float(row["ratio_exact_doubled"]) for row in mine], ":", label=f"{task}: Gaussian action / exact doubled")
-        axes[1].plot(iterations, [float(row["doubled_kl"]) for row in mine], label=f"{task}: doubled (exact)")
-        axes[1].plot(iterations, [float(row["action_kl_gaussian"]) for row in mine], "--", label=f"{task}: action (Gaussian)")
-    axes[0].set(xlabel="iteration", ylabel="KL(action) / KL(doubled)", title="action KL per unit of doubled KL", ylim=(0, 1.1))
+        color = f"C{index}"
+        axes[0].plot(iterations, [float(row["ratio"]) for row in mine], color=color, label=task)
+        axes[1].plot(iterations, [float(row["doubled_kl"]) for row in mine], color=color, label=f"{task}: doubled (exact)")
+        axes[1].plot(iterations, [float(row["action_kl_gaussian"]) for row in mine], "--", color=color, alpha=0.7, label=f"{task}: action")
+    axes[0].set(xlabel="iteration", ylabel="KL(action) / KL(doubled)", title="action KL / doubled KL (moment estimates)", ylim=(0, 1.1))
     axes[1].set(xlabel="iteration", ylabel="KL(old || new) over one update", yscale="log", title="the two KLs")
     for axis in axes:
         axis.legend(fontsize=7)
