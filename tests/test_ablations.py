@@ -3,7 +3,7 @@
 Parametrised over a glob, so files added later (e.g. ``scheme_*.gin``) are covered without edits here.
 The effect check is derived from each binding, with no table of keys: ``<kind>.<name>.<param> = value``
 must reach every instance of the registered class ``<kind>.<name>`` built for the run (found by walking
-the trainer), as its attribute ``<param>``; a builder configurable's (``genpo.trainer.kl_for_lr``,
+the trainer), as its attribute ``<param>``; a builder configurable's (``genpo.trainer.max_grad_norm``,
 ``genpo.policy.actor``) as the attribute ``<param>`` of the trainer, its settings, the run settings or the
 env. A reference (``@kind.name`` / ``@kind.name()``) must have built exactly that registered class; a
 macro (``NAME = value``) is checked through every parameter bound to ``%NAME``. A binding the test
@@ -196,7 +196,8 @@ def test_built_values_reads_the_object_each_binding_configured(tmp_path, make_ti
     assert built_values("coupling.genpo.p", trainer, settings) == [trainer.actor.flow.coupling.p]
     assert built_values("flow.dummy_action.coupling", trainer, settings) == [trainer.actor.flow.coupling]
     assert built_values("loss.ppo.compression", trainer, settings) == [trainer.loss.compression]
-    assert built_values("genpo.trainer.kl_for_lr", trainer, settings) == [trainer.settings.kl_for_lr]
+    assert built_values("genpo.trainer.max_grad_norm", trainer, settings) == [trainer.settings.max_grad_norm]
+    assert built_values("loss.ppo.kl_estimator", trainer, settings) == [trainer.loss.kl_estimator]
     assert built_values("genpo.policy.actor", trainer, settings) == [trainer.actor]
     with pytest.raises(AssertionError, match="built no coupling.affine"):
         built_values("coupling.affine.p", trainer, settings)

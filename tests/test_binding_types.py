@@ -162,7 +162,7 @@ def test_well_typed_bindings_pass(binding):
         ("velocity_network.mlp.hidden_sizes = 64", "Sequence[int]", "int"),
         ("velocity_network.mlp.hidden_sizes = (64, 'a')", "Sequence[int]", "tuple"),
         ("actor.dppo.sigma = 'a'", "float | Sequence[float]", "str"),
-        ("genpo.trainer.kl_for_lr = None", "str", "None"),
+        ("genpo.run.device = None", "str", "None"),
         ("name = 'x'\ngenpo.run.seed = %name", "int", "str (%name = 'x')"),
     ],
 )

@@ -310,3 +310,20 @@ def test_gaussian_config_with_compression_fails_before_training(tmp_path, make_t
     with pytest.raises(ValueError, match="needs an actor with a dummy action; GaussianActor has none"):
         make_tiny_experiment(tmp_path / "run", GAUSSIAN_CONFIG, bindings)
     assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+# ------------------------------------------------------------------------------ the KL that drives the lr
+@pytest.mark.parametrize("name", ["k3", "gaussian_action"])
+def test_the_selected_kl_estimator_drives_the_lr(tmp_path, make_tiny_experiment, name):
+    """Each minibatch's lr step receives the selected estimator's entry; the first sees the rollout policy
+    itself (KL 0), and k1/k3 stay logged next to it."""
+    trainer, _ = make_tiny_experiment(tmp_path / "run", GENPO_CONFIG, [f"loss.ppo.kl_estimator = @kl_estimator.{name}()"])
+    assert trainer.loss.kl_key == f"kl_{name}"
+    losses, steps = [], []
+    forward, step = trainer.loss.forward, trainer.lr_controller.step
+    trainer.loss.forward = lambda tensordict: losses.append(forward(tensordict)) or losses[-1]
+    trainer.lr_controller.step = lambda kl, iteration: steps.append(kl) or step(kl, iteration)
+    trainer.train(1, quiet=True)
+    assert steps == [out[f"kl_{name}"].item() for out in losses]
+    assert abs(steps[0]) < 1e-6 and max(steps) > 1e-5
+    assert {"kl_k1", "kl_k3"} <= set(losses[0].keys())

@@ -43,14 +43,14 @@ def test_grid_expands_to_the_cartesian_product():
         {
             "config": "tasks/pendulum.gin",
             "prefix": "g",
-            "values": {"coupling.genpo.p": [0.7, 0.9], "flow.dummy_action.num_steps": [2, 5, 10], "genpo.trainer.kl_for_lr": ["'k3'"]},
+            "values": {"coupling.genpo.p": [0.7, 0.9], "flow.dummy_action.num_steps": [2, 5, 10], "lr_controller.kl_adaptive.target_kl": ["0.02"]},
         }
     )
     assert len(variants) == 2 * 3 * 1
     names = [variant.name for variant in variants]
-    assert names[0] == "g-p=0.7_num_steps=2_kl_for_lr=k3"
+    assert names[0] == "g-p=0.7_num_steps=2_target_kl=0.02"
     assert len(set(names)) == 6
-    assert variants[-1].bindings == ("coupling.genpo.p = 0.9", "flow.dummy_action.num_steps = 10", "genpo.trainer.kl_for_lr = 'k3'")
+    assert variants[-1].bindings == ("coupling.genpo.p = 0.9", "flow.dummy_action.num_steps = 10", "lr_controller.kl_adaptive.target_kl = 0.02")
     assert all(variant.config.name == "pendulum.gin" for variant in variants)
 
 

@@ -64,6 +64,9 @@ def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str
     try:
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
     except (ValueError, KeyError, SyntaxError) as error:
+        replaced = _replaced_parameter(str(error))
+        if replaced is not None:
+            raise ValueError(replaced) from None
         raise ValueError(f"gin config error: {error}{_registered_alternatives(str(error))}") from error
     _defer_missing_macros()
     check_binding_types(files, bindings)
@@ -155,6 +158,21 @@ def _defer_missing_macros() -> None:
     for name in sorted(missing):
         if re.fullmatch(r"[A-Za-z_]\w*", name):
             gin.parse_config(f"{name} = @{name}/{_UNDEFINED_MACRO}()")
+
+
+# Bindings of a parameter that a builder does not take, with the binding that sets it (one line).
+_REPLACED_PARAMETERS = {
+    ("genpo.trainer", "kl_for_lr"): (
+        "genpo.trainer.kl_for_lr is not a parameter: the KL that drives the lr is the loss's, bind "
+        "loss.ppo.kl_estimator = @kl_estimator.k1() (or .k3(), .gaussian_action())"
+    ),
+}
+
+
+def _replaced_parameter(message: str) -> str | None:
+    """For gin's "doesn't have a parameter named", the binding to use instead, when there is one."""
+    match = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", message)
+    return None if match is None else _REPLACED_PARAMETERS.get((match.group(1), match.group(2)))
 
 
 def _registered_alternatives(message: str) -> str:

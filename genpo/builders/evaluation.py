@@ -26,6 +26,8 @@ PolicyLoader = Callable[[Trainer, Path, dict], tuple[Actor, torch.nn.Module]]
 def load_genpo_policy(trainer: Trainer, path: Path, state: dict) -> tuple[Actor, torch.nn.Module]:
     """The actor and observation normaliser of a genpo checkpoint, in the trainer built from its config."""
     load_module_state(trainer.actor, state["actor"], "actor", path)
+    if trainer.exploration_schedule is not None:  # the base-noise scale the policy had at that iteration
+        trainer.exploration_schedule.apply(trainer.actor, int(state["iteration"]))
     load_module_state(trainer.observation_normalizer, state["observation_normalizer"], "observation_normalizer", path)
     return trainer.actor, trainer.observation_normalizer
 

@@ -101,11 +101,11 @@ def build_trainer(
     lr_controller: torch.nn.Module = gin.REQUIRED,
     observation_normalizer: Callable = EmpiricalNormalizer,
     reward_scaler: Callable = ReturnStdScaler,
+    exploration_schedule: torch.nn.Module | None = None,
     steps_per_env: int = _PPO_DEFAULTS["steps_per_env"],
     epochs: int = _PPO_DEFAULTS["epochs"],
     minibatches: int = _PPO_DEFAULTS["minibatches"],
     max_grad_norm: float | None = _PPO_DEFAULTS["max_grad_norm"],
-    kl_for_lr: str = _PPO_DEFAULTS["kl_for_lr"],
     critic_learning_rate: float | None = _PPO_DEFAULTS["critic_learning_rate"],
     checkpoint_interval: int = _PPO_DEFAULTS["checkpoint_interval"],
     keep_checkpoints: int = _PPO_DEFAULTS["keep_checkpoints"],
@@ -120,7 +120,6 @@ def build_trainer(
         epochs=epochs,
         minibatches=minibatches,
         max_grad_norm=max_grad_norm,
-        kl_for_lr=kl_for_lr,
         critic_learning_rate=critic_learning_rate,
         checkpoint_interval=checkpoint_interval,
         keep_checkpoints=keep_checkpoints,
@@ -147,6 +146,7 @@ def build_trainer(
         reward_scaler=reward_scaler(env.num_envs).to(device),
         settings=settings,
         run_dir=run_dir,
+        exploration_schedule=exploration_schedule,
     )
 
 

@@ -46,7 +46,6 @@ class PPOSettings:
     epochs: int = attrs.field(default=5, validator=positive)
     minibatches: int = attrs.field(default=4, validator=positive)
     max_grad_norm: float | None = attrs.field(default=1.0, validator=positive)
-    kl_for_lr: str = attrs.field(default="k1", validator=attrs.validators.in_(("k1", "k3")))
     critic_learning_rate: float | None = attrs.field(default=None, validator=positive)
     checkpoint_interval: int = attrs.field(default=10, validator=positive)
     keep_checkpoints: int = attrs.field(default=3, validator=attrs.validators.ge(0))
@@ -72,8 +71,9 @@ class Trainer(CheckpointedTrainer):
     """Owns the run: networks, optimiser, lr controller, normalisers, collector and run directory.
 
     Depends only on the actor contract, the critic's ``compute``, a ``LossModule`` that returns
-    ``loss_*`` terms plus ``kl_k1``/``kl_k3`` diagnostics, and the env seam. Under torchrun it is one
-    rank of a data-parallel run (:mod:`genpo.training.data_parallel`): metrics and env steps are over
+    ``loss_*`` terms plus detached diagnostics, among them the KL that drives the lr under the key
+    ``loss.kl_key`` (``loss.start_update()`` runs before each update), and the env seam. Under
+    torchrun it is one rank of a data-parallel run (:mod:`genpo.training.data_parallel`): metrics and env steps are over
     all ranks, and a checkpoint holds every rank's env, episodes, return scaler and RNG.
     """
 
@@ -93,8 +93,11 @@ class Trainer(CheckpointedTrainer):
         reward_scaler: nn.Module,
         settings: PPOSettings,
         run_dir: str | Path,
+        exploration_schedule: nn.Module | None = None,
     ):
         check_lr_controller_fits(actor, lr_controller)
+        if exploration_schedule is not None:
+            exploration_schedule.check_actor(actor)
         batch = env.num_envs * settings.steps_per_env
         if batch < settings.minibatches:
             raise ValueError(f"PPOSettings: {settings.minibatches} minibatches need at least as many samples, got {batch}")
@@ -107,6 +110,7 @@ class Trainer(CheckpointedTrainer):
         self.observation_normalizer = observation_normalizer
         self.critic_observation_normalizer = critic_observation_normalizer
         self.reward_scaler = reward_scaler
+        self.exploration_schedule = exploration_schedule
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.history = CheckpointHistory(self.run_dir / CHECKPOINT_DIR, settings.keep_checkpoints)
@@ -136,6 +140,9 @@ class Trainer(CheckpointedTrainer):
     def run_iteration(self) -> dict[str, float]:
         """Collect, estimate advantages, update; returns the iteration's metrics row."""
         start = time.perf_counter()
+        exploration = {}
+        if self.exploration_schedule is not None:  # the rollout's and this update's base-noise scale
+            exploration["noise_scale"] = self.exploration_schedule.apply(self.actor, self.iteration)
         self.actor.eval()
         try:
             rollout, episodes = self.collector.collect(self.iteration + 1)
@@ -163,6 +170,7 @@ class Trainer(CheckpointedTrainer):
             "episode_length_mean": episodes["length"].mean().item() if episode_count else math.nan,
             "episodes": episode_count,
             **update_metrics,
+            **exploration,
             "env_steps_per_s": steps / (finished - start),
             "collection_time": collected - start,
             "update_time": finished - collected,
@@ -199,6 +207,7 @@ class Trainer(CheckpointedTrainer):
         minibatch_size = size // settings.minibatches
         totals: dict[str, float] = {}
         count = 0
+        self.loss.start_update()
         for epoch in range(settings.epochs):
             permutation = torch.randperm(size, device=batch.device)
             for index in range(settings.minibatches):
@@ -208,7 +217,7 @@ class Trainer(CheckpointedTrainer):
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 # the gradients, the KL and the loss averaged over ranks, so that all take the same step
-                kl, total_value = self.parallel.average_gradients(self._parameters, [losses[f"kl_{settings.kl_for_lr}"], total])
+                kl, total_value = self.parallel.average_gradients(self._parameters, [losses[self.loss.kl_key], total])
                 if not math.isfinite(total_value):
                     bad = [key for key, value in losses.items() if key.startswith("loss_") and not torch.isfinite(value)]
                     raise NonFiniteError(

@@ -71,8 +71,8 @@ class Actor(TensorDictModuleBase, abc.ABC):
         """The analytic entropy per state where it has a closed form, else None."""
         return None
 
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        return self.sample(tensordict)
+    def forward(self, tensordict: TensorDictBase, noise: torch.Tensor | None = None) -> TensorDictBase:
+        return self.sample(tensordict, noise)
 
     def observation(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The observation, checked for width; a wrong width fails naming the actor."""

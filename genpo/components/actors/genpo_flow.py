@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -15,13 +16,21 @@ from genpo.registry import register
 
 @register("actor", "genpo")
 class GenPOActor(Actor):
-    """Samples z ~ N(0, I_2d), maps it through the flow to the dummy action, reads out the env action.
+    """Samples eps ~ N(0, I_2d), maps ``z = noise_scale * eps`` through the flow to the dummy action, reads
+    out the env action.
 
-    ``log pi(a~|s) = log N(z; 0, I) - log|det dF/dz|`` with ``z = F^-1(a~; s)``: one inverse pass, no
-    Jacobian. The likelihood is defined on the stored ``dummy_action``; the env sees only the readout.
+    ``log pi(a~|s) = log N(eps; 0, I) - 2d log noise_scale - log|det dF/dz|`` with
+    ``eps = F^-1(a~; s) / noise_scale``: one inverse pass, no Jacobian. The likelihood is defined on the
+    stored ``dummy_action``; the env sees only the readout.
+
+    ``noise_scale`` (1 by default) is part of the map, like a first linear layer: given noise, and what
+    :meth:`inverse` returns, is always the standard-normal ``eps``. An exploration schedule
+    (``genpo.trainer.exploration_schedule``) sets it per iteration; within an iteration it is constant, so
+    the likelihood stays exact and the ratio on fresh samples is 1.
     """
 
     sample_keys = ("dummy_action",)
+    noise_scale = 1.0
 
     def __init__(
         self,
@@ -42,16 +51,26 @@ class GenPOActor(Actor):
     def sample(self, tensordict: TensorDictBase, noise: torch.Tensor | None = None) -> TensorDictBase:
         observation = self.observation(tensordict)
         noise = self.draw_noise(observation, noise)
-        dummy_action, log_det = self.flow.compute(observation, noise)
+        scaled = noise if self.noise_scale == 1.0 else self.noise_scale * noise
+        dummy_action, log_det = self.flow.compute(observation, scaled)
         tensordict.set("dummy_action", dummy_action)
         tensordict.set("action", self.readout.compute(dummy_action))
-        tensordict.set("action_log_prob", standard_normal_log_prob(noise) - log_det)
+        tensordict.set("action_log_prob", standard_normal_log_prob(noise) - log_det - self.noise_scale_log_det)
         return tensordict
 
+    @property
+    def noise_scale_log_det(self) -> float:
+        """log|det| of the scaling ``eps -> noise_scale * eps``: ``2d log noise_scale``."""
+        return 0.0 if self.noise_scale == 1.0 else self.noise_dim * math.log(self.noise_scale)
+
     def _invert(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """(eps, log|det d dummy / d eps|) of the stored dummy action."""
         observation = self.observation(tensordict)
         dummy_action = self.stored(tensordict, "dummy_action", self.noise_dim)
-        return self.flow.inverse(observation, dummy_action)
+        scaled, log_det = self.flow.inverse(observation, dummy_action)
+        if self.noise_scale == 1.0:
+            return scaled, log_det
+        return scaled / self.noise_scale, log_det + self.noise_scale_log_det
 
     def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
         noise, log_det = self._invert(tensordict)
@@ -61,10 +80,10 @@ class GenPOActor(Actor):
         return self._invert(tensordict)[0]
 
     def entropy(self, tensordict: TensorDictBase) -> torch.Tensor | None:
-        """The dummy policy's entropy ``d(1 + log 2 pi) + log|det|``: a constant when the coupling declares
+        """The dummy policy's entropy ``d(1 + log 2 pi) + log|det|`` (the scaling's included): a constant when the coupling declares
         its log-det state-independent (``state_independent_log_det``), else None (no closed form)."""
         if not self.flow.coupling.state_independent_log_det:
             return None
         observation = self.observation(tensordict)
-        value = self.action_dim * (1.0 + LOG_2PI) + self.flow.constant_log_det
+        value = self.action_dim * (1.0 + LOG_2PI) + self.flow.constant_log_det + self.noise_scale_log_det
         return torch.full(observation.shape[:-1], value, dtype=observation.dtype, device=observation.device)

@@ -11,7 +11,7 @@ from torchrl.objectives import LossModule
 from genpo.components.actors.base import Actor
 from genpo.components.base import TensorDictComponent
 from genpo.components.estimators.entropy import NoEntropy
-from genpo.components.estimators.kl import K1KL, K3KL
+from genpo.components.estimators.kl import K1KL, K3KL, KLEstimator
 from genpo.components.losses.compression import CompressionPenalty
 from genpo.registry import register
 
@@ -43,10 +43,14 @@ class PPOLoss(LossModule):
       advantage is >= 0, the SPO objective ``r A - |A| (r - 1)^2 / (2 clip_epsilon)`` where it is < 0,
       which pulls a ratio back instead of stopping its gradient at the clip.
 
-    The logged ``kl_k1``/``kl_k3`` are always of the whole (unnormalised) log-likelihood.
+    The KL that drives an adaptive learning rate is ``kl_estimator``'s (``@kl_estimator.k1()`` by default;
+    ``k3``, or ``gaussian_action`` for the KL of the env action): entry :attr:`kl_key`, ``kl_<its name>``. The
+    logged ``kl_k1``/``kl_k3`` are always of the whole (unnormalised) log-likelihood. Call
+    :meth:`start_update` before each update's first minibatch.
 
     Returns a TensorDict whose ``loss_*`` entries sum to the objective and whose other entries are
-    detached diagnostics: ``entropy``, ``kl_k1``, ``kl_k3``, ``clip_fraction``, ``ratio_max_deviation``.
+    detached diagnostics: ``entropy``, ``kl_k1``, ``kl_k3`` (and ``kl_key``), ``clip_fraction``,
+    ``ratio_max_deviation``.
     """
 
     RATIOS = ("joint", "per_term")
@@ -71,6 +75,7 @@ class PPOLoss(LossModule):
         clip_schedule_rate: float = 3.0,
         term_discount: float = 1.0,
         log_prob_normalization: str = "none",
+        kl_estimator: KLEstimator | None = None,
     ):
         super().__init__()
         name = type(self).__name__
@@ -124,8 +129,16 @@ class PPOLoss(LossModule):
         self.log_prob_divisor = {"none": 1, "action_dim": actor_network.action_dim, "noise_dim": actor_network.noise_dim}[
             log_prob_normalization
         ]
-        self.kl_k1 = K1KL()
-        self.kl_k3 = K3KL()
+        kl_estimator = kl_estimator if kl_estimator is not None else K1KL()
+        if not isinstance(kl_estimator, KLEstimator) or not hasattr(kl_estimator, "registered_name"):
+            raise ValueError(f"{name}: kl_estimator must be a registered kl_estimator (e.g. @kl_estimator.k1()), got {kl_estimator!r}")
+        self.kl_estimator = kl_estimator
+        self.kl_key = f"kl_{kl_estimator.registered_name}"
+        self.logged_kl_estimators = torch.nn.ModuleDict({"kl_k1": K1KL(), "kl_k3": K3KL()})
+
+    def start_update(self) -> None:
+        """Before an update's first minibatch, while the actor is still the rollout policy."""
+        self.kl_estimator.start_update(self.actor_network)
 
     def log_ratios(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """(current log-likelihood [*B], log-ratios [*B, K]): K = 1 for the joint ratio, else one per term."""
@@ -167,8 +180,11 @@ class PPOLoss(LossModule):
         out = TensorDict(
             loss_objective=loss_objective,
             loss_critic=self.value_coefficient * self.value_loss(tensordict),
-            kl_k1=self.kl_k1(old_log_prob, log_prob).detach(),
-            kl_k3=self.kl_k3(old_log_prob, log_prob).detach(),
+            **{
+                key: estimator(self.actor_network, tensordict, old_log_prob, log_prob).detach()
+                # k1, k3, then the configured estimator's entry (it replaces its own name's in place)
+                for key, estimator in {**self.logged_kl_estimators, self.kl_key: self.kl_estimator}.items()
+            },
             clip_fraction=((ratio - 1.0).abs() > epsilon).float().mean().detach(),
             ratio_max_deviation=(ratio - 1.0).abs().max().detach(),
         )

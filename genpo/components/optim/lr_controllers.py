@@ -46,7 +46,7 @@ class FixedLR(LRController):
 class KLAdaptiveLR(LRController):
     """rsl_rl's rule: ``kl > 2 target`` -> lr / 1.5 (floor 1e-5); ``kl < target / 2`` -> lr * 1.5 (cap 1e-2).
 
-    Which KL estimate drives it (k1 or k3) is the trainer's ``kl_for_lr`` setting.
+    Which KL estimate drives it is the loss's ``kl_estimator`` (``loss.ppo.kl_estimator = @kl_estimator.k1()``).
     """
 
     uses_kl = True
