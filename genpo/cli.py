@@ -20,9 +20,13 @@ def _train(args: argparse.Namespace) -> int:
     """One run, or under torchrun one rank of a data-parallel run (rank 0 alone prints)."""
     from genpo.training import data_parallel
 
+    from genpo.training.provenance import command_line, invocation
+
     parallel = data_parallel.join_from_environment()
+    argv = sys.argv[1:] if args.argv is None else args.argv
     try:
-        return _train_rank(args, parallel)
+        with invocation(command_line(["genpo", *argv])):
+            return _train_rank(args, parallel)
     finally:
         data_parallel.leave()
 

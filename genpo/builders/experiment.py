@@ -20,6 +20,7 @@ from genpo.envs.base import BatchedEnv
 from genpo.training import data_parallel
 from genpo.training.thread_policy import AUTO as AUTO_THREADS
 from genpo.training.thread_policy import ThreadPolicy
+from genpo.training.provenance import record_provenance
 from genpo.training.run_directory import (
     CONFIG_FILE,
     OPERATIVE_CONFIG_FILE,
@@ -185,7 +186,7 @@ def start_experiment(
     overwrite: bool,
 ) -> tuple:
     """Parse the config, ``build(run_dir) -> (trainer, RunSettings)``, and start the run directory:
-    ``config.gin``, ``operative_config.gin``, ``run.json`` and an iteration-0 checkpoint (so that a
+    ``config.gin``, ``operative_config.gin``, ``run.json`` (with the run's provenance) and an iteration-0 checkpoint (so that a
     run killed before its first periodic checkpoint can still be resumed).
 
     Every binding is validated and every component built here, before any training step. A folder
@@ -207,6 +208,7 @@ def start_experiment(
             operative_text=gin.operative_config_str(),
             target_iterations=settings.iterations,
         )
+        record_provenance(run_dir, trainer=trainer, device=settings.device)
     trainer.save()
     return trainer, settings
 
@@ -222,7 +224,7 @@ def continue_experiment(
     """Rebuild a run from its ``config.gin`` (plus ``bindings``, e.g. a device) with ``build`` and
     load its latest checkpoint; returns (trainer, settings, run record). A ``config.gin`` edited
     since the run started is refused unless ``allow_config_change``, in which case the change is
-    recorded in the run directory."""
+    recorded in the run directory. The resuming process's provenance is added to ``run.json``."""
     run_dir = Path(run_dir)
     config, record = read_config(run_dir)
     if record.trainer != trainer_kind:
@@ -239,6 +241,8 @@ def continue_experiment(
     if changed and main_rank:
         old_operative = (run_dir / OPERATIVE_CONFIG_FILE).read_text()
         record = accept_config_change(run_dir, record, trainer.iteration, old_operative, gin.operative_config_str())
+    if main_rank:
+        record_provenance(run_dir, trainer=trainer, device=settings.device, resumed_at=trainer.iteration)
     return trainer, settings, record
 
 

@@ -54,7 +54,14 @@ class RunRecord:
             raise RunDirectoryError(f"{path} is damaged ({type(error).__name__}: {error})") from None
 
     def write(self, run_dir: Path) -> None:
-        atomic_write_text(Path(run_dir) / RUN_RECORD_FILE, json.dumps(attrs.asdict(self), indent=2))
+        """Write the record's fields, keeping the other entries of an existing ``run.json`` (its provenance)."""
+        path = Path(run_dir) / RUN_RECORD_FILE
+        try:
+            kept = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            kept = {}
+        kept = kept if isinstance(kept, dict) else {}
+        atomic_write_text(path, json.dumps({**kept, **attrs.asdict(self)}, indent=2))
 
 
 def holds_run(run_dir: Path) -> bool:
