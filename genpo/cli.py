@@ -178,9 +178,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from genpo.experiments.evaluation import evaluator
 
     evaluate = evaluator(record.trainer)
+    from genpo.training.provenance import read_provenance
+
     result = evaluate(
         args.run_dir, episodes=args.episodes, noise=args.noise, seed=args.seed, checkpoint=args.checkpoint, device=args.device
     )
+    result["provenance"] = read_provenance(args.run_dir)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -82,6 +82,13 @@ def test_evaluate_prints_json_and_zero_noise_is_deterministic(trained, capsys):
     assert evaluate(run_dir, capsys, "--noise", "zero") == first
 
 
+def test_evaluate_shows_the_provenance_of_the_run(trained, capsys):
+    run_dir, _, _ = trained
+    provenance = evaluate(run_dir, capsys)["provenance"]
+    assert provenance["command"].startswith("genpo train tasks/pendulum.gin --out ")
+    assert provenance["precision"]["critic"] == "float32" and provenance["cpu"]["model"]
+
+
 def test_evaluate_random_noise_depends_on_seed(trained, capsys):
     run_dir = trained[0]
     seed_1 = evaluate(run_dir, capsys, "--noise", "random", "--seed", "1")

@@ -13,6 +13,7 @@ import torch
 
 from genpo.builders.experiment import resume_experiment
 from genpo.training.provenance import (
+    PACKAGED_GIN,
     comparison_key,
     command_line,
     git_state,
@@ -78,6 +79,7 @@ def test_relative_path_rewrites_absolute_paths_only(tmp_path):
     assert relative_path(str(tmp_path / "a" / "b.gin"), tmp_path) == os.path.join("a", "b.gin")
     assert relative_path(f"--out={tmp_path / 'r'}", tmp_path) == "--out=r"
     assert relative_path("tasks/pendulum.gin", tmp_path) == "tasks/pendulum.gin"
+    assert relative_path(str(PACKAGED_GIN / "tasks" / "hopper.gin"), tmp_path) == os.path.join("tasks", "hopper.gin")
 
 
 @pytest.mark.parametrize(

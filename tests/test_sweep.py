@@ -340,6 +340,25 @@ def test_a_report_rebuild_redraws_a_figure_only_when_its_data_changed(tmp_path):
     assert all(path.read_bytes() != first[path][1] for path in figures[1:])
 
 
+def test_report_warns_when_the_runs_of_a_table_differ_in_cpu_or_precision(tmp_path):
+    from genpo.experiments.report import write_report
+
+    spec = parse_spec(f'out = "{tmp_path}"\nseeds = [0, 1]\niterations = 2\n' + VARIANT)
+    cpus = ["Intel Xeon", "AMD EPYC"]
+    for job, cpu in zip(plan(spec), cpus, strict=True):
+        job.run_dir.mkdir(parents=True)
+        (job.run_dir / "metrics.csv").write_text("iteration,env_steps,wall_time,return_mean\n1,100,1.0,5.0\n")
+        provenance = {"cpu": {"model": cpu, "flags": {"avx512_bf16": cpu == "AMD EPYC"}}, "precision": {"actor": "float32"}}
+        (job.run_dir / "run.json").write_text(json.dumps({"provenance": provenance}))
+    report = write_report(spec, "genpo sweep spec.toml").read_text()
+    assert "**Warning: the runs compared here differ in cpu**" in report
+    assert "| a | 1 | AMD EPYC [avx512_bf16] | actor: float32 |" in report.split("## Provenance")[1]
+    second = plan(spec)[1].run_dir / "run.json"
+    second.write_text((plan(spec)[0].run_dir / "run.json").read_text())
+    report = write_report(spec, "genpo sweep spec.toml").read_text()
+    assert "Warning" not in report and "| a | 2 | Intel Xeon [none] | actor: float32 |" in report
+
+
 # ------------------------------------------------------------------------------------------ real sweeps
 @pytest.fixture(scope="module")
 def resumed_sweep(tmp_path_factory):

@@ -1,5 +1,6 @@
-"""A sweep's report: ``OUT/report.md`` (the results table, unfinished and failed runs, the commands,
-the spec), ``curves_env_steps.png``, ``curves_wall_time.png`` and ``curves.csv``.
+"""A sweep's report: ``OUT/report.md`` (the results table, the runs' CPUs and precisions with a warning
+when they differ, unfinished and failed runs, the commands, the spec), ``curves_env_steps.png``,
+``curves_wall_time.png`` and ``curves.csv``.
 
 The numbers come from :mod:`genpo.experiments.statistics` over each run's ``metrics.csv`` rows, so a
 report covers finished and partial runs alike.
@@ -21,6 +22,7 @@ from genpo.builders.config import GIN_DIR
 from genpo.experiments.runner import job_state, run_status, train_command
 from genpo.experiments.spec import Job, SweepSpec, Variant, plan
 from genpo.experiments.statistics import DEFAULT_CONFIDENCE, RunRecord, VariantStats
+from genpo.training.provenance import COMPARED_FIELDS, comparison_key, read_provenance
 from genpo.training.run_logger import METRICS_FILE, SUMMARY_FILE, read_metrics
 
 REPORT_FILE = "report.md"
@@ -157,6 +159,24 @@ def evaluation_stats(spec: SweepSpec, jobs: Sequence[Job]) -> list[tuple[str, st
     return rows
 
 
+def provenance_table(spec: SweepSpec, jobs: Sequence[Job]) -> tuple[str, list[str]]:
+    """Markdown table of the runs' CPUs and network precisions (from each ``run.json``'s provenance):
+    variant, runs, CPU, precision; and the fields (``cpu``, ``precision``) in which the runs differ."""
+    lines = ["| variant | runs | CPU [numerics flags] | precision |", "|---|---|---|---|"]
+    seen: dict[str, set[str]] = {field: set() for field in COMPARED_FIELDS}
+    for variant in spec.variants:
+        counts: dict[tuple[str, str], int] = {}
+        for job in jobs:
+            if job.variant.name != variant.name or not (job.run_dir / METRICS_FILE).is_file():
+                continue
+            key = comparison_key(read_provenance(job.run_dir)) or dict.fromkeys(COMPARED_FIELDS, "not recorded")
+            for field in COMPARED_FIELDS:
+                seen[field].add(key[field])
+            counts[(key["cpu"], key["precision"])] = counts.get((key["cpu"], key["precision"]), 0) + 1
+        lines += [f"| {variant.name} | {count} | {cpu} | {precision} |" for (cpu, precision), count in counts.items()]
+    return "\n".join(lines), [field for field in COMPARED_FIELDS if len(seen[field]) > 1]
+
+
 # ---------------------------------------------------------------------------------------- report
 def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = None) -> Path:
     """Aggregate every variant's runs into ``OUT/report.md``, the two curve PNGs and ``curves.csv``."""
@@ -180,9 +200,15 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
     own = [f"{variant.name} {_budget_text(variant.iterations, variant.env_steps)}" for variant in spec.variants if variant.has_own_budget]
     if own:
         budget += f" ({', '.join(own)})"
-    sections = [
-        f"# Sweep report: {spec.path.name}",
-        "",
+    provenance, differing = provenance_table(spec, jobs)
+    sections = [f"# Sweep report: {spec.path.name}", ""]
+    if differing:
+        sections += [
+            f"**Warning: the runs compared here differ in {' and '.join(differing)}** (see Provenance below): "
+            "their returns and times are not from one setting.",
+            "",
+        ]
+    sections += [
         f"Seeds {list(spec.seeds)}, budget {budget}; final return = mean of the last {spec.last_k} logged "
         f"`return_mean` values of a run; mean ± sample std across seeds; IQM with a {100 * spec.confidence:g}% "
         f"percentile bootstrap CI ({spec.bootstrap_resamples} resamples over seeds, fixed RNG); return AUC = "
@@ -216,6 +242,7 @@ def write_report(spec: SweepSpec, command: str, jobs: Sequence[Job] | None = Non
             "",
             evaluation_table(evaluation_stats(spec, jobs), spec.confidence),
         ]
+    sections += ["", "## Provenance", "", "The CPU and network precision each run recorded in its `run.json`.", "", provenance]
     if notes:
         sections += ["", "## Unfinished runs", "", *notes]
     if failures:

@@ -31,6 +31,7 @@ from genpo.training.atomic_files import atomic_write_text
 from genpo.training.run_directory import RUN_RECORD_FILE
 
 GIT_DIFF_FILE = "git_diff.patch"
+PACKAGED_GIN = Path(__file__).resolve().parents[1] / "gin"
 # Distribution names of the packages whose versions change a run's numbers.
 PACKAGES = {
     "torch": "torch",
@@ -74,11 +75,13 @@ def command_line(argv: list[str] | None = None, cwd: Path | None = None) -> str:
 
 
 def relative_path(text: str, cwd: Path | None = None) -> str:
-    """``text`` relative to ``cwd`` when it is an absolute path (also after ``--flag=``), else unchanged."""
+    """``text`` relative to ``cwd`` when it is an absolute path (also after ``--flag=``), else unchanged; a
+    config shipped with genpo by its name under the packaged ``gin/`` folder (as ``genpo train`` finds it)."""
     flag, sep, value = text.partition("=") if text.startswith("--") else ("", "", text)
     if not os.path.isabs(value):
         return text
-    relative = os.path.relpath(value, cwd or Path.cwd())
+    path = Path(value)
+    relative = str(path.relative_to(PACKAGED_GIN)) if path.is_relative_to(PACKAGED_GIN) else os.path.relpath(path, cwd or Path.cwd())
     return f"{flag}{sep}{relative}"
 
 
@@ -223,6 +226,6 @@ def comparison_key(provenance: dict | None) -> dict[str, str] | None:
     present = ",".join(flag for flag, has in flags.items() if has)
     precision = provenance.get("precision") or {}
     return {
-        "cpu": f"{cpu.get('model')} [{present}]" if flags else str(cpu.get("model")),
+        "cpu": f"{cpu.get('model')} [{present or 'none'}]" if flags else str(cpu.get("model")),
         "precision": ", ".join(f"{name}: {dtype}" for name, dtype in sorted(precision.items())),
     }
