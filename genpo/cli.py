@@ -101,7 +101,8 @@ def _resume_run(args: argparse.Namespace, parallel: DataParallel):
     from genpo.training.run_directory import iterations_to_run, read_config
 
     given = [name for name, value in (("CONFIG", args.config), ("--gin", args.gin), ("--seed", args.seed),
-             ("--out", args.out), ("--overwrite", args.overwrite), ("--trainer", args.trainer)) if value]
+             ("--out", args.out), ("--overwrite", args.overwrite), ("--trainer", args.trainer),
+             ("--num-envs", args.num_envs), ("--env-steps", args.env_steps)) if value]  # fmt: skip
     if given:
         raise SystemExit(
             f"genpo train --resume DIR: {', '.join(given)} cannot be given (the run's config.gin is reused; "
@@ -159,11 +160,16 @@ def _thread_count(text: str) -> int | str:
 
 
 def _run_bindings(args: argparse.Namespace) -> list[str]:
+    """The gin bindings that a new run's flags stand for, after the --gin ones (so the flags win)."""
     bindings = [*args.gin, *_device_bindings(args)]
     if args.seed is not None:
         bindings.append(f"genpo.run.seed = {args.seed}")
+    if args.num_envs is not None:
+        bindings.append(f"genpo.build_env.num_envs = {args.num_envs}")
     if args.iterations is not None:
-        bindings.append(f"genpo.run.iterations = {args.iterations}")
+        bindings += [f"genpo.run.iterations = {args.iterations}", "genpo.run.env_steps = None"]
+    if args.env_steps is not None:
+        bindings += ["genpo.run.iterations = None", f"genpo.run.env_steps = {args.env_steps}"]
     return bindings
 
 
@@ -291,10 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="gin config file, e.g. gin/tasks/pendulum.gin")
     train.add_argument("--gin", action="append", default=[], metavar="BINDING", help="extra gin binding (repeatable)")
     train.add_argument("--out", type=Path, help="run directory (default: runs/<config>-<time>)")
-    train.add_argument("--seed", type=int)
-    train.add_argument(
-        "--iterations", type=int, help="iterations to run (with --resume: how many more; without, resume finishes the run's budget)"
+    train.add_argument("--seed", type=int, help="genpo.run.seed")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--iterations",
+        type=int,
+        help="genpo.run.iterations: iterations to run (with --resume: how many more; without, resume finishes the run's budget)",
     )
+    budget.add_argument(
+        "--env-steps", type=int, metavar="N", help="genpo.run.env_steps: the budget in env steps, rounded up to whole iterations"
+    )
+    train.add_argument("--num-envs", type=int, metavar="N", help="genpo.build_env.num_envs: envs stepped side by side")
     train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its latest checkpoint")
     train.add_argument("--overwrite", action="store_true", help="delete the run already in --out and start over")
     train.add_argument(

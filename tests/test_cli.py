@@ -12,7 +12,7 @@ import gin
 import pytest
 from conftest import GENPO_CONFIG, TINY_BINDINGS
 
-from genpo.cli import main
+from genpo.cli import build_parser, main
 from genpo.training.run_logger import read_metrics
 
 
@@ -165,3 +165,31 @@ def test_a_bad_threads_value_is_one_usage_line(bad, capsys):
         main(["train", GENPO_CONFIG, "--threads", bad])
     assert exit_info.value.code == 2
     assert f"--threads: an int >= 1 or 'auto', got '{bad}'" in capsys.readouterr().err
+
+
+def test_plain_flags_are_recorded_as_their_gin_bindings(tmp_path):
+    run_dir = tmp_path / "run"
+    # 4 envs x 8 steps = 32 env steps an iteration: 70 env steps round up to 3 iterations
+    argv = ["train", GENPO_CONFIG, "--out", run_dir, "--quiet", *gin_arguments(), "--num-envs", 4, "--env-steps", 70]
+    code, output = run_cli([*argv, "--threads", 1])
+    assert code == 0
+    config = (run_dir / "config.gin").read_text()
+    for binding in ("build_env.num_envs = 4", "run.env_steps = 70", "run.iterations = None", "run.num_threads = 1"):
+        assert f"\n{binding}\n" in config
+    assert json.loads((run_dir / "run.json").read_text())["target_iterations"] == 3
+    assert [row["env_steps"] for row in read_metrics(run_dir / "metrics.csv")] == [32.0, 64.0, 96.0]
+
+
+def test_iterations_and_env_steps_exclude_each_other_and_resume_refuses_a_new_budget_kind(trained, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", GENPO_CONFIG, "--iterations", "2", "--env-steps", "100"])
+    assert "not allowed with argument --iterations" in capsys.readouterr().err
+    for flag in ("--env-steps", "--num-envs"):
+        with pytest.raises(SystemExit, match=f"{flag} cannot be given"):
+            main(["train", "--resume", str(trained[0]), flag, "4"])
+
+
+def test_a_config_with_two_budgets_fails_naming_both(tmp_path, capsys):
+    argv = ["train", GENPO_CONFIG, "--out", str(tmp_path / "run"), *gin_arguments(), "--gin", "genpo.run.env_steps = 100"]
+    assert main(argv) == 2
+    assert "bind exactly one budget, genpo.run.iterations or genpo.run.env_steps" in capsys.readouterr().err

@@ -51,6 +51,7 @@ from genpo.builders.experiment import (
     seed_everything,
     start_threads,
     start_experiment,
+    with_budget,
 )
 from genpo.components.actors.gaussian import GaussianActor
 from genpo.components.networks.critic import ValueMLP
@@ -251,6 +252,7 @@ def _build(run_dir: Path) -> tuple[RslRlTrainer, RunSettings]:
     translated = build_trainer(build_env(seed=settings.seed, device=settings.device), run_dir)
     config = runner_config(translated)
     seed_everything(settings.seed)
+    settings = with_budget(settings, translated.env.num_envs * translated.settings.steps_per_env)
     trainer = RslRlTrainer(build_runner(translated.env, config), config, translated.settings, run_dir)
     trainer.threads = threads
     return trainer, settings

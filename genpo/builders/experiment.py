@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,29 +48,52 @@ __all__ = [
     "run_settings",
     "seed_everything",
     "start_experiment",
+    "with_budget",
 ]
 
 
 @attrs.frozen
 class RunSettings:
-    iterations: int
+    """``iterations`` is None while the budget is ``env_steps``, until :func:`with_budget` resolves it."""
+
+    iterations: int | None
     seed: int
     device: str
     num_threads: int | str | None
+    env_steps: int | None = None
 
 
 @gin.configurable("run", module="genpo")
 def run_settings(
-    *, iterations: int = gin.REQUIRED, seed: int = 0, device: str = "cpu", num_threads: int | str | None = AUTO_THREADS
+    *,
+    iterations: int | None = None,
+    env_steps: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    num_threads: int | str | None = AUTO_THREADS,
 ) -> RunSettings:
-    """How long, on what and with which seed to train: ``genpo.run.iterations = 100``. ``num_threads``:
+    """How long, on what and with which seed to train: ``genpo.run.iterations = 100``, or a budget in env
+    steps (``genpo.run.env_steps``, rounded up to whole iterations); exactly one of the two. ``num_threads``:
     torch's thread count, an int to pin it or ``'auto'`` (None too: the cores other processes leave free,
     re-chosen between iterations; :mod:`genpo.training.thread_policy`)."""
-    if iterations < 1:
-        raise ValueError(f"genpo.run: iterations must be >= 1, got {iterations!r}")
+    if (iterations is None) == (env_steps is None):
+        raise ValueError(
+            "genpo.run: bind exactly one budget, genpo.run.iterations or genpo.run.env_steps "
+            f"(got iterations={iterations!r}, env_steps={env_steps!r})"
+        )
+    for name, value in (("iterations", iterations), ("env_steps", env_steps)):
+        if value is not None and value < 1:
+            raise ValueError(f"genpo.run: {name} must be >= 1, got {value!r}")
     check_device(device)
     ThreadPolicy(num_threads)  # validates
-    return RunSettings(iterations, seed, device, num_threads)
+    return RunSettings(iterations, seed, device, num_threads, env_steps)
+
+
+def with_budget(settings: RunSettings, env_steps_per_iteration: int) -> RunSettings:
+    """``settings`` with its ``env_steps`` budget as whole iterations (at least one budget's worth)."""
+    if settings.env_steps is None:
+        return settings
+    return attrs.evolve(settings, iterations=max(1, math.ceil(settings.env_steps / env_steps_per_iteration)))
 
 
 def check_device(device: str) -> torch.device:
@@ -258,7 +282,7 @@ def _build(run_dir: Path) -> tuple[Trainer, RunSettings]:
     env = build_env(seed=seed, device=parallel.device(settings.device))
     trainer = build_trainer(env, run_dir)
     trainer.threads = threads
-    return trainer, settings
+    return trainer, with_budget(settings, env.num_envs * trainer.settings.steps_per_env * parallel.world_size)
 
 
 def start_threads(settings: RunSettings, *, pin: bool = False) -> ThreadPolicy:
