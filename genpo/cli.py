@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +99,7 @@ def _new_run(args: argparse.Namespace, parallel: DataParallel):
 def _resume_run(args: argparse.Namespace, parallel: DataParallel):
     """Rebuild the run in --resume DIR at its latest checkpoint; returns (trainer, iterations to run),
     or (None, 0) for a run that already reached its target."""
+    from genpo.training.rollout import EnvResetOnResume
     from genpo.training.run_directory import iterations_to_run, read_config
 
     given = [name for name, value in (("CONFIG", args.config), ("--gin", args.gin), ("--seed", args.seed),
@@ -113,7 +115,14 @@ def _resume_run(args: argparse.Namespace, parallel: DataParallel):
     _, record = read_config(args.resume)
     _check_data_parallel(record.trainer, parallel)
     resume = _trainer_entry_points(record.trainer)[1]
-    trainer, _, record = resume(args.resume, allow_config_change=args.allow_config_change, bindings=_device_bindings(args))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EnvResetOnResume)
+        trainer, _, record = resume(args.resume, allow_config_change=args.allow_config_change, bindings=_device_bindings(args))
+    for warning in caught:
+        if issubclass(warning.category, EnvResetOnResume) and parallel.is_main:
+            print(f"genpo train: {warning.message}", file=sys.stderr)
+        elif not issubclass(warning.category, EnvResetOnResume):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     iterations, record = iterations_to_run(args.resume, record, trainer.iteration, args.iterations, write=parallel.is_main)
     if iterations == 0 and parallel.is_main:
         print(

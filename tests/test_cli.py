@@ -193,3 +193,21 @@ def test_a_config_with_two_budgets_fails_naming_both(tmp_path, capsys):
     argv = ["train", GENPO_CONFIG, "--out", str(tmp_path / "run"), *gin_arguments(), "--gin", "genpo.run.env_steps = 100"]
     assert main(argv) == 2
     assert "bind exactly one budget, genpo.run.iterations or genpo.run.env_steps" in capsys.readouterr().err
+
+
+def test_a_non_mujoco_gymnasium_env_trains_resumes_with_reset_envs_and_plays(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    gym = ["--gin", "genpo.build_env.name = 'gym:Pendulum-v1'", "--gin", "genpo.trainer.checkpoint_interval = 1"]
+    code, _ = run_cli(["train", GENPO_CONFIG, "--out", run_dir, "--iterations", 2, "--quiet", "--num-envs", 4, *gin_arguments(), *gym])
+    assert code == 0
+    capsys.readouterr()
+    code, _ = run_cli(["train", "--resume", run_dir, "--iterations", 1, "--quiet"])
+    assert code == 0
+    assert "genpo train: gym:Pendulum-v1 cannot be snapshotted: the resumed run resets its envs" in capsys.readouterr().err
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert [(row["iteration"], row["env_steps"]) for row in rows] == [(1.0, 32.0), (2.0, 64.0), (3.0, 96.0)]
+    code, output = run_cli(["play", run_dir, "--episodes", 2])
+    assert code == 0 and [line.split(", ")[-1] for line in output.splitlines()[:2]] == ["length 12", "length 12"]
+    assert main(["play", str(run_dir), "--video", str(tmp_path / "a.gif")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("genpo play: error: play --video: no renderer for gym:Pendulum-v1") and "\n" not in error

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from genpo.envs.base import BatchedEnv
+from genpo.envs.base import BatchedEnv, env_name
 
 DEFAULT_SIZE = (480, 272)  # width, height: multiples of 16, as H.264 encoders want
 
@@ -44,8 +44,8 @@ def frame_source(env: BatchedEnv, width: int = DEFAULT_SIZE[0], height: int = DE
     if isinstance(simulator, TwoGoalsEnv):
         return TwoGoalsFrames(width, height)
     raise ValueError(
-        f"play --video: no renderer for {type(simulator).__name__} (renders the MuJoCo locomotion tasks, pendulum "
-        "and two_goals)"
+        f"play --video: no renderer for {env_name(simulator)} (renders the MuJoCo locomotion tasks, pendulum and "
+        "two_goals); play it without --video"
     )
 
 

@@ -74,3 +74,14 @@ class BatchedEnv(abc.ABC):
             raise ValueError(
                 f"{type(self).__name__}.step: action has shape {tuple(action.shape)}, expected {expected}"
             )
+
+
+def env_name(env: BatchedEnv) -> str:
+    """How a config names ``env``'s simulator (``gym:<id>``, ``isaaclab:<task>``), else its class name; for
+    messages. Looks through wrappers (action clipping, episode offsets)."""
+    while isinstance(vars(env).get("env"), BatchedEnv):
+        env = vars(env)["env"]
+    for attribute, prefix in (("env_id", "gym:"), ("task", "isaaclab:")):
+        if isinstance(getattr(env, attribute, None), str):
+            return f"{prefix}{getattr(env, attribute)}"
+    return type(env).__name__

@@ -37,9 +37,9 @@ class GymnasiumBatchedEnv(BatchedEnv):
 
     Checkpointing: gymnasium envs cannot in general be snapshotted. For MuJoCo envs
     (``gymnasium.envs.mujoco.MujocoEnv``) :meth:`state_dict` holds each env's full MuJoCo integration
-    state, time-limit counter and numpy RNG state, so :meth:`load_state_dict` continues exactly. For any
-    other env both raise ``NotImplementedError``; a resumed run then calls :meth:`reset` instead, which
-    restarts every episode.
+    state, time-limit counter and numpy RNG state, so :meth:`load_state_dict` continues exactly. Any
+    other env has ``restores_state = False``: its state holds the env id alone, and a resumed run resets
+    the envs (every episode restarts, as for IsaacLab).
     """
 
     def __init__(
@@ -109,30 +109,31 @@ class GymnasiumBatchedEnv(BatchedEnv):
         for env, count in zip(self._vector_env.envs, steps.tolist(), strict=True):
             _time_limit(env)._elapsed_steps = int(count)
 
+    @property
+    def restores_state(self) -> bool:
+        """Whether :meth:`load_state_dict` continues every episode exactly: MuJoCo envs only."""
+        return all(isinstance(env.unwrapped, MujocoEnv) for env in self._vector_env.envs)
+
     def state_dict(self) -> dict:
-        self._require_mujoco("state_dict")
         if self._seed_on_reset:
             raise RuntimeError(f"{self._name}.state_dict called before reset()")
-        return {"env_id": self.env_id, "envs": [_mujoco_env_state(env) for env in self._vector_env.envs]}
+        envs = [_mujoco_env_state(env) for env in self._vector_env.envs] if self.restores_state else None
+        return {"env_id": self.env_id, "num_envs": self.num_envs, "envs": envs}
 
     def load_state_dict(self, state: dict) -> None:
-        self._require_mujoco("load_state_dict")
-        if state["env_id"] != self.env_id or len(state["envs"]) != self.num_envs:
+        """Restore a MuJoCo env's snapshot; for another env only check that the state is of this env (the
+        caller resets it, ``restores_state`` being False)."""
+        if state["env_id"] != self.env_id or state.get("num_envs", len(state["envs"] or ())) != self.num_envs:
             raise ValueError(
-                f"{self._name}.load_state_dict: state of {len(state['envs'])} {state['env_id']!r} envs, "
+                f"{self._name}.load_state_dict: state of {state.get('num_envs')} {state['env_id']!r} envs, "
                 f"expected {self.num_envs}"
             )
+        if not self.restores_state:
+            return
         if self._seed_on_reset:  # gymnasium refuses to step an env that was never reset
             self.reset()
         for env, env_state in zip(self._vector_env.envs, state["envs"], strict=True):
             _load_mujoco_env_state(env, env_state)
-
-    def _require_mujoco(self, method: str) -> None:
-        if not all(isinstance(env.unwrapped, MujocoEnv) for env in self._vector_env.envs):
-            raise NotImplementedError(
-                f"{self._name}.{method}: only MuJoCo gymnasium envs can be snapshotted; resume this env "
-                "with reset() instead (episodes restart)"
-            )
 
     def close(self) -> None:
         self._vector_env.close()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from tensordict import TensorDict
 from torch import nn
 
-from genpo.envs.base import BatchedEnv
+from genpo.envs.base import BatchedEnv, env_name
 from genpo.training.episodes import EpisodeTracker
 from genpo.training.errors import NonFiniteError
+
+
+class EnvResetOnResume(UserWarning):
+    """A resumed run restarts its episodes: its env cannot restore a snapshot (``restores_state`` False)."""
 
 
 class RolloutCollector:
@@ -130,6 +136,11 @@ class RolloutCollector:
         if not self.env.restores_state:
             self.pending = None  # the next collect resets the env; the saved episodes cannot continue
             self.episodes.restart()
+            warnings.warn(
+                f"{env_name(self.env)} cannot be snapshotted: the resumed run resets its envs (every episode restarts)",
+                EnvResetOnResume,
+                stacklevel=2,
+            )
             return
         pending = state["pending"]
         self.pending = None if pending is None else TensorDict(pending, batch_size=[self.env.num_envs]).to(self.env.device)

@@ -73,11 +73,15 @@ def test_mujoco_state_dict_round_trip_continues_exactly():
         assert torch.equal(ours, theirs)
 
 
-def test_non_mujoco_envs_cannot_be_snapshotted():
-    env = GymnasiumBatchedEnv("Pendulum-v1", 1)
+def test_non_mujoco_envs_are_not_snapshotted_and_their_state_names_the_env():
+    env = GymnasiumBatchedEnv("Pendulum-v1", 2)
     env.reset()
-    with pytest.raises(NotImplementedError, match=r"GymnasiumBatchedEnv\('Pendulum-v1'\)\.state_dict.*reset\(\)"):
-        env.state_dict()
+    assert not env.restores_state and GymnasiumBatchedEnv("InvertedPendulum-v5", 1).restores_state
+    state = env.state_dict()
+    assert state == {"env_id": "Pendulum-v1", "num_envs": 2, "envs": None}
+    GymnasiumBatchedEnv("Pendulum-v1", 2).load_state_dict(state)
+    with pytest.raises(ValueError, match="state of 2 'Pendulum-v1' envs, expected 3"):
+        GymnasiumBatchedEnv("Pendulum-v1", 3).load_state_dict(state)
 
 
 def test_rejects_non_box_spaces_and_bad_actions():
