@@ -156,7 +156,7 @@ def test_well_typed_bindings_pass(binding):
     [
         ("genpo.trainer.max_grad_norm = 'big'", "float | None", "str"),
         ("genpo.run.num_threads = 2.0", "int | str | None", "float"),
-        ("genpo.run.iterations = True", "int", "bool"),  # a bool is no int here
+        ("genpo.run.iterations = True", "int | None", "bool"),  # a bool is no int here
         ("readout.linear.alpha = False", "float", "bool"),
         ("advantage.gae.normalize = 1", "bool", "int"),
         ("velocity_network.mlp.hidden_sizes = 64", "Sequence[int]", "int"),

@@ -250,6 +250,8 @@ def _build(run_dir: Path) -> tuple[RslRlTrainer, RunSettings]:
     threads = start_threads(settings)
     seed_everything(settings.seed)
     translated = build_trainer(build_env(seed=settings.seed, device=settings.device), run_dir)
+    if translated.settings.evaluation_interval is not None:
+        raise ValueError("genpo.trainer.evaluation_interval: the rsl_rl trainer has no periodic evaluation (genpo evaluate its checkpoints)")
     config = runner_config(translated)
     seed_everything(settings.seed)
     settings = with_budget(settings, translated.env.num_envs * translated.settings.steps_per_env)

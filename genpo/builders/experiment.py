@@ -134,11 +134,18 @@ def build_trainer(
     critic_learning_rate: float | None = _PPO_DEFAULTS["critic_learning_rate"],
     checkpoint_interval: int = _PPO_DEFAULTS["checkpoint_interval"],
     keep_checkpoints: int = _PPO_DEFAULTS["keep_checkpoints"],
+    evaluation_interval: int | None = _PPO_DEFAULTS["evaluation_interval"],
+    evaluation_episodes: int = _PPO_DEFAULTS["evaluation_episodes"],
 ) -> Trainer:
     """Actor and critic sized from the env, the loss around them, and the trainer; all on env.device.
 
     The schedule parameters are :class:`PPOSettings`' fields, named here so that gin rejects a
     misspelt one at parse time; their defaults are read from ``PPOSettings``, the one place they live.
+
+    ``evaluation_interval`` (off by default): every that many iterations the deterministic policy plays
+    ``evaluation_episodes`` episodes on an env built in the ``eval`` gin scope (as ``genpo evaluate``
+    builds it, seeded with :data:`EVALUATION_SEED`), logged as ``eval_return_mean`` beside the training
+    return; ``best.pt`` is then the checkpoint with the best evaluation return.
     """
     settings = PPOSettings(
         steps_per_env=steps_per_env,
@@ -148,6 +155,8 @@ def build_trainer(
         critic_learning_rate=critic_learning_rate,
         checkpoint_interval=checkpoint_interval,
         keep_checkpoints=keep_checkpoints,
+        evaluation_interval=evaluation_interval,
+        evaluation_episodes=evaluation_episodes,
     )
     device = env.device
     actor = policy(env.observation_dim, env.action_dim).to(device)
@@ -172,7 +181,18 @@ def build_trainer(
         settings=settings,
         run_dir=run_dir,
         exploration_schedule=exploration_schedule,
+        evaluation_env=None if evaluation_interval is None else evaluation_env(evaluation_episodes, device),
     )
+
+
+EVALUATION_SEED = 12345  # ``genpo evaluate``'s default
+
+
+def evaluation_env(episodes: int, device: torch.device) -> BatchedEnv:
+    """The env of periodic evaluation: the ``eval``-scoped env with one env per episode. Built leaving the
+    global RNG as it was, so that the run's networks start where they would without evaluation."""
+    with torch.random.fork_rng(devices=[]), gin.config_scope("eval"):
+        return build_env(num_envs=episodes, seed=EVALUATION_SEED, device=device)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,5 +1,5 @@
 """Which checkpoints a run keeps: ``latest`` (what ``--resume`` continues), the last K by
-iteration, and the ``best`` by training return.
+iteration, and the ``best`` by training return (by evaluation return in a run with periodic evaluation).
 
 One state is written per checkpoint (atomically, as ``latest.pt``); the iteration and best entries
 are hard links to it, so keeping history costs no extra writes. The best checkpoint is ranked by the
@@ -57,26 +57,28 @@ class CheckpointHistory:
                 partial.unlink()
 
     def best_record(self) -> dict | None:
-        """``{"iteration", "training_return"}`` of the best checkpoint, or None before the first."""
+        """``{"iteration", <score name>}`` of the best checkpoint (``training_return``, or
+        ``evaluation_return`` for a run with periodic evaluation), or None before the first."""
         try:
             return json.loads((self.directory / BEST_RECORD).read_text())
         except FileNotFoundError:
             return None
 
-    def save(self, state: dict, training_return: float | None = None) -> Path:
+    def save(self, state: dict, score: float | None = None, score_name: str = "training_return") -> Path:
         """Write ``state`` as the latest checkpoint, keep it as an iteration entry (pruning the oldest
-        beyond ``keep_last``), and as the best when ``training_return`` beats the best so far."""
+        beyond ``keep_last``), and as the best when its ``score`` (a return, named ``score_name``) beats
+        the best so far (a best ranked by another score is replaced)."""
         iteration = int(state["iteration"])
         save_checkpoint(state, self.latest)
         if self.keep_last:
             atomic_link(self.latest, self.iteration_path(iteration))
             for stale in self.iteration_paths()[: -self.keep_last]:
                 stale.unlink()
-        if training_return is not None and math.isfinite(training_return):
+        if score is not None and math.isfinite(score):
             best = self.best_record()
-            if best is None or training_return > best["training_return"]:
+            if best is None or score_name not in best or score > best[score_name]:
                 atomic_link(self.latest, self.best)
-                record = {"iteration": iteration, "training_return": training_return}
+                record = {"iteration": iteration, score_name: score}
                 atomic_write_text(self.directory / BEST_RECORD, json.dumps(record, indent=2))
         return self.latest
 

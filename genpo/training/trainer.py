@@ -18,6 +18,7 @@ from genpo.training.checkpoint import load_module_state, restore_rng_state, rng_
 from genpo.training.checkpoint_history import CheckpointHistory
 from genpo.training.data_parallel import DataParallelError
 from genpo.training.errors import CheckpointError, NonFiniteError
+from genpo.training.evaluation import evaluate_policy
 from genpo.training.rollout import RolloutCollector
 from genpo.training.run_directory import CHECKPOINT_DIR
 from genpo.training.training_loop import CheckpointedTrainer
@@ -49,6 +50,8 @@ class PPOSettings:
     critic_learning_rate: float | None = attrs.field(default=None, validator=positive)
     checkpoint_interval: int = attrs.field(default=10, validator=positive)
     keep_checkpoints: int = attrs.field(default=3, validator=attrs.validators.ge(0))
+    evaluation_interval: int | None = attrs.field(default=None, validator=positive)
+    evaluation_episodes: int = attrs.field(default=10, validator=positive)
 
 
 def check_lr_controller_fits(actor: Actor, lr_controller: nn.Module) -> None:
@@ -94,10 +97,13 @@ class Trainer(CheckpointedTrainer):
         settings: PPOSettings,
         run_dir: str | Path,
         exploration_schedule: nn.Module | None = None,
+        evaluation_env: BatchedEnv | None = None,
     ):
         check_lr_controller_fits(actor, lr_controller)
         if exploration_schedule is not None:
             exploration_schedule.check_actor(actor)
+        if (settings.evaluation_interval is None) != (evaluation_env is None):
+            raise ValueError("Trainer: an evaluation env is needed exactly when settings.evaluation_interval is set")
         batch = env.num_envs * settings.steps_per_env
         if batch < settings.minibatches:
             raise ValueError(f"PPOSettings: {settings.minibatches} minibatches need at least as many samples, got {batch}")
@@ -112,6 +118,8 @@ class Trainer(CheckpointedTrainer):
         self.reward_scaler = reward_scaler
         self.exploration_schedule = exploration_schedule
         self.settings = settings
+        self.evaluation_env = evaluation_env
+        self.evaluated = False  # whether evaluation_env was stepped (before that, its state is its seed's)
         self.run_dir = Path(run_dir)
         self.history = CheckpointHistory(self.run_dir / CHECKPOINT_DIR, settings.keep_checkpoints)
         learning_rate = lr_controller.learning_rate
@@ -178,7 +186,25 @@ class Trainer(CheckpointedTrainer):
         for key, values in episodes.items():
             if key.startswith("info/"):
                 metrics[key] = values.mean().item()
+        interval = self.settings.evaluation_interval
+        if interval is not None and self.iteration % interval == 0 and self.parallel.is_main:
+            metrics.update(self.evaluate())
         return metrics
+
+    def evaluate(self) -> dict[str, float]:
+        """The deterministic policy (zero base noise) over the first episode of each of the evaluation env's
+        ``evaluation_episodes`` envs, as ``eval_*`` metrics. Runs on its own env and leaves the training RNG
+        as it was, so switching evaluation on does not change what training does."""
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            result = evaluate_policy(self.actor, self.observation_normalizer, self.evaluation_env, noise="zero")
+        self.evaluated = True
+        return {
+            "eval_return_mean": result["return_mean"],
+            "eval_return_std": result["return_std"],
+            "eval_episode_length_mean": result["episode_length_mean"],
+            "eval_time": time.perf_counter() - start,
+        }
 
     def _across_ranks(self, episodes: dict[str, torch.Tensor], update_metrics: dict[str, float]) -> tuple[dict, dict]:
         """Every rank's finished episodes and the ranks' mean update metrics, after checking the
@@ -264,6 +290,8 @@ class Trainer(CheckpointedTrainer):
             "collector": self.collector.state_dict(),
             "rng": rng_state(),
         }
+        if self.evaluation_env is not None:
+            state["evaluation_env"] = self.evaluation_env.state_dict() if self.evaluated else None
         if self.parallel.active:
             ranks = self.parallel.all_gather_object({key: state[key] for key in _PER_RANK_KEYS})
             state["data_parallel"] = {"world_size": self.parallel.world_size, "ranks": ranks}
@@ -298,6 +326,10 @@ class Trainer(CheckpointedTrainer):
         self.optimizer.load_state_dict(state["optimizer"])
         self.collector.load_state_dict(state["collector"])
         restore_rng_state(state["rng"])
+        evaluation_state = state.get("evaluation_env")
+        if self.evaluation_env is not None and evaluation_state is not None:
+            self.evaluation_env.load_state_dict(evaluation_state)
+            self.evaluated = True
 
 
 _METRIC_NAMES = {"loss_objective": "policy_loss", "loss_critic": "value_loss"}

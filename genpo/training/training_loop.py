@@ -46,6 +46,19 @@ def interval_return(rows: list[dict[str, float]], after_iteration: int) -> float
     return sum(value * count for value, count in weighted) / episodes if episodes else None
 
 
+EVALUATION_RETURN = "eval_return_mean"
+
+
+def last_evaluation_return(rows: list[dict[str, float]], after_iteration: int) -> float | None:
+    """The last evaluation return logged in the iterations after ``after_iteration``; None without one."""
+    values = [
+        row[EVALUATION_RETURN]
+        for row in rows
+        if row["iteration"] > after_iteration and math.isfinite(row.get(EVALUATION_RETURN, math.nan))
+    ]
+    return values[-1] if values else None
+
+
 def run_training(
     trainable: Trainable,
     run_dir: Path,
@@ -56,10 +69,13 @@ def run_training(
     quiet: bool = False,
     parallel: DataParallel = SINGLE_PROCESS,
     threads: ThreadPolicy | None = None,
+    best_by_evaluation: bool = False,
 ) -> dict:
     """Run ``iterations`` more iterations of ``trainable`` (which continues from its checkpoint's
     iteration), logging each, checkpointing every ``checkpoint_interval`` iterations and at the end;
-    returns the run summary (also in ``summary.json``).
+    returns the run summary (also in ``summary.json``). ``best.pt`` is the checkpoint with the best
+    training return over its interval (:func:`interval_return`), or with ``best_by_evaluation`` the best
+    last evaluation return of its interval (:func:`last_evaluation_return`).
 
     SIGINT/SIGTERM: the iteration in flight finishes, a checkpoint is written and
     :class:`TrainingInterrupted` is raised; a second signal abandons the iteration at once.
@@ -80,7 +96,9 @@ def run_training(
     def checkpoint() -> None:
         nonlocal saved_at
         state = trainable.state_dict()
-        if logger is not None:
+        if logger is not None and best_by_evaluation:
+            history.save(state, last_evaluation_return(logger.rows, saved_at), "evaluation_return")
+        elif logger is not None:
             history.save(state, interval_return(logger.rows, saved_at))
         saved_at = trainable.iteration
 
@@ -137,6 +155,7 @@ class CheckpointedTrainer:
             quiet=quiet,
             parallel=self.parallel,
             threads=getattr(self, "threads", None),
+            best_by_evaluation=getattr(self.settings, "evaluation_interval", None) is not None,
         )
 
     def save(self) -> Path:
