@@ -7,7 +7,7 @@ TASK ?= gin/tasks/halfcheetah.gin
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -c constraints-cpu.txt -e '.[test,bench,deploy,scale,tune]'
+	$(PYTHON) -m pip install --quiet -c constraints-cpu.txt -e '.[test,bench,deploy,scale,tune,wandb]'
 	touch $(STAMP)
 
 .PHONY: setup train test bench

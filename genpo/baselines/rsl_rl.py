@@ -42,6 +42,7 @@ from tensordict import TensorDict
 
 from genpo.baselines.rsl_rl_env import import_rsl_rl, vec_env
 from genpo.builders.env import build_env
+from genpo.builders.loggers import metric_sinks
 from genpo.builders.evaluation import evaluate_run
 from genpo.builders.experiment import (
     RunSettings,
@@ -257,6 +258,7 @@ def _build(run_dir: Path) -> tuple[RslRlTrainer, RunSettings]:
     settings = with_budget(settings, translated.env.num_envs * translated.settings.steps_per_env)
     trainer = RslRlTrainer(build_runner(translated.env, config), config, translated.settings, run_dir)
     trainer.threads = threads
+    trainer.metric_sinks = metric_sinks(settings.logger)
     return trainer, settings
 
 

@@ -15,6 +15,7 @@ import torch
 from genpo.builders.actor import policy, value_function
 from genpo.builders.config import parse_config
 from genpo.builders.env import build_env
+from genpo.builders.loggers import LOGGERS, metric_sinks
 from genpo.components.normalizers.observation import EmpiricalNormalizer
 from genpo.components.normalizers.reward import ReturnStdScaler
 from genpo.envs.base import BatchedEnv
@@ -61,6 +62,7 @@ class RunSettings:
     device: str
     num_threads: int | str | None
     env_steps: int | None = None
+    logger: str = "tensorboard"
 
 
 @gin.configurable("run", module="genpo")
@@ -71,11 +73,14 @@ def run_settings(
     seed: int = 0,
     device: str = "cpu",
     num_threads: int | str | None = AUTO_THREADS,
+    logger: str = "tensorboard",
 ) -> RunSettings:
     """How long, on what and with which seed to train: ``genpo.run.iterations = 100``, or a budget in env
     steps (``genpo.run.env_steps``, rounded up to whole iterations); exactly one of the two. ``num_threads``:
     torch's thread count, an int to pin it or ``'auto'`` (None too: the cores other processes leave free,
-    re-chosen between iterations; :mod:`genpo.training.thread_policy`)."""
+    re-chosen between iterations; :mod:`genpo.training.thread_policy`). ``logger``: ``'tensorboard'``
+    (``metrics.csv`` and TensorBoard, always written) or ``'wandb'`` (Weights & Biases as well; options
+    ``genpo.wandb.*``, see :mod:`genpo.builders.loggers`)."""
     if (iterations is None) == (env_steps is None):
         raise ValueError(
             "genpo.run: bind exactly one budget, genpo.run.iterations or genpo.run.env_steps "
@@ -86,7 +91,9 @@ def run_settings(
             raise ValueError(f"genpo.run: {name} must be >= 1, got {value!r}")
     check_device(device)
     ThreadPolicy(num_threads)  # validates
-    return RunSettings(iterations, seed, device, num_threads, env_steps)
+    if logger not in LOGGERS:
+        raise ValueError(f"genpo.run: logger must be one of {', '.join(map(repr, LOGGERS))}, got {logger!r}")
+    return RunSettings(iterations, seed, device, num_threads, env_steps, logger)
 
 
 def with_budget(settings: RunSettings, env_steps_per_iteration: int) -> RunSettings:
@@ -302,6 +309,7 @@ def _build(run_dir: Path) -> tuple[Trainer, RunSettings]:
     env = build_env(seed=seed, device=parallel.device(settings.device))
     trainer = build_trainer(env, run_dir)
     trainer.threads = threads
+    trainer.metric_sinks = metric_sinks(settings.logger)
     return trainer, with_budget(settings, env.num_envs * trainer.settings.steps_per_env * parallel.world_size)
 
 

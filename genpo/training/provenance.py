@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from genpo.training.atomic_files import atomic_write_text
-from genpo.training.run_directory import RUN_RECORD_FILE
+from genpo.training.run_directory import RUN_RECORD_FILE, update_run_entries
 
 GIT_DIFF_FILE = "git_diff.patch"
 PACKAGED_GIN = Path(__file__).resolve().parents[1] / "gin"
@@ -195,16 +195,14 @@ def record_provenance(run_dir: str | Path, *, trainer, device: str, resumed_at: 
     """Add this process's provenance to the run's ``run.json``: as ``provenance`` for a new run, or as an
     entry of ``resumes`` (with the iteration it resumed at, its diff in ``git_diff.iteration_<n>.patch``)."""
     run_dir = Path(run_dir)
-    path = run_dir / RUN_RECORD_FILE
-    record = json.loads(path.read_text())
     if resumed_at is None:
         provenance = collect_provenance(run_dir, trainer=trainer, device=device)
-        record["provenance"] = provenance
+        update_run_entries(run_dir, lambda entries: entries.update(provenance=provenance))
     else:
         diff_file = f"git_diff.iteration_{resumed_at}.patch"
         provenance = collect_provenance(run_dir, trainer=trainer, device=device, diff_file=diff_file)
-        record.setdefault("resumes", []).append({"iteration": resumed_at, "provenance": provenance})
-    atomic_write_text(path, json.dumps(record, indent=2))
+        entry = {"iteration": resumed_at, "provenance": provenance}
+        update_run_entries(run_dir, lambda entries: entries.setdefault("resumes", []).append(entry))
     return provenance
 
 

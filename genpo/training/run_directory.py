@@ -64,6 +64,16 @@ class RunRecord:
         atomic_write_text(path, json.dumps({**kept, **attrs.asdict(self)}, indent=2))
 
 
+def update_run_entries(run_dir: Path, update) -> dict:
+    """Rewrite ``run.json`` with ``update(entries)`` applied to its entries (used for what lives beside the
+    record: provenance, a logger's run id); returns the new entries."""
+    path = Path(run_dir) / RUN_RECORD_FILE
+    entries = json.loads(path.read_text())
+    update(entries)
+    atomic_write_text(path, json.dumps(entries, indent=2))
+    return entries
+
+
 def holds_run(run_dir: Path) -> bool:
     return any((Path(run_dir) / name).exists() for name in RUN_FILES)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,17 @@ from genpo.training.errors import NonFiniteError
 from genpo.training.interrupts import InterruptGuard, TrainingInterrupted
 from genpo.training.run_logger import RunLogger
 from genpo.training.thread_policy import ThreadPolicy
+
+
+class MetricSink(Protocol):
+    """A logger beside the run directory's own records (e.g. :class:`~genpo.training.wandb_logger.WandbLogger`):
+    started before the first iteration, given each metrics row, finished with the summary."""
+
+    def start(self, run_dir: Path, start_iteration: int) -> None: ...
+
+    def log(self, metrics: dict[str, float]) -> None: ...
+
+    def finish(self, summary: dict | None, failed: bool = False) -> None: ...
 
 
 class Trainable(Protocol):
@@ -70,12 +82,14 @@ def run_training(
     parallel: DataParallel = SINGLE_PROCESS,
     threads: ThreadPolicy | None = None,
     best_by_evaluation: bool = False,
+    sinks: Sequence[MetricSink] = (),
 ) -> dict:
     """Run ``iterations`` more iterations of ``trainable`` (which continues from its checkpoint's
     iteration), logging each, checkpointing every ``checkpoint_interval`` iterations and at the end;
     returns the run summary (also in ``summary.json``). ``best.pt`` is the checkpoint with the best
     training return over its interval (:func:`interval_return`), or with ``best_by_evaluation`` the best
-    last evaluation return of its interval (:func:`last_evaluation_return`).
+    last evaluation return of its interval (:func:`last_evaluation_return`). Rank 0 also gives every row
+    to the ``sinks``.
 
     SIGINT/SIGTERM: the iteration in flight finishes, a checkpoint is written and
     :class:`TrainingInterrupted` is raised; a second signal abandons the iteration at once.
@@ -91,7 +105,9 @@ def run_training(
     if iterations < 1:
         raise ValueError(f"train: iterations must be >= 1, got {iterations!r}")
     logger = RunLogger(run_dir, iterations, quiet=quiet, start_iteration=trainable.iteration) if parallel.is_main else None
+    sinks = list(sinks) if parallel.is_main else []
     saved_at = trainable.iteration
+    finished = False
 
     def checkpoint() -> None:
         nonlocal saved_at
@@ -103,6 +119,8 @@ def run_training(
         saved_at = trainable.iteration
 
     try:
+        for sink in sinks:
+            sink.start(run_dir, trainable.iteration)
         with InterruptGuard() as interrupt:
             for _ in range(iterations):
                 try:
@@ -113,6 +131,8 @@ def run_training(
                 metrics["threads"] = torch.get_num_threads()
                 if logger is not None:
                     logger.log(metrics)
+                for sink in sinks:
+                    sink.log(metrics)
                 change = threads.after_iteration() if threads is not None else None
                 if change and parallel.is_main:
                     print(f"genpo: {change}", file=sys.stderr, flush=True)
@@ -123,8 +143,11 @@ def run_training(
                     raise TrainingInterrupted(stop_signal, trainable.iteration, str(history.latest))
             if saved_at != trainable.iteration:
                 checkpoint()
+            finished = True
     finally:
         summary = logger.close() if logger is not None else {}
+        for sink in sinks:
+            sink.finish(summary, failed=not finished)
     return summary
 
 
@@ -138,6 +161,7 @@ class CheckpointedTrainer:
     run_dir: Path
     history: CheckpointHistory
     parallel: DataParallel = SINGLE_PROCESS
+    metric_sinks: Sequence[MetricSink] = ()
 
     @property
     def checkpoint_path(self) -> Path:
@@ -156,6 +180,7 @@ class CheckpointedTrainer:
             parallel=self.parallel,
             threads=getattr(self, "threads", None),
             best_by_evaluation=getattr(self.settings, "evaluation_interval", None) is not None,
+            sinks=self.metric_sinks,
         )
 
     def save(self) -> Path:
