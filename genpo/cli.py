@@ -228,6 +228,8 @@ def _play(args: argparse.Namespace) -> int:
     print(f"mean return over {len(summary['episodes'])} episode(s): {summary['return_mean']:.2f}")
     if "video" in summary:
         print(f"video: {summary['video']} ({summary['video_frames']} frames)")
+    if "wandb_run" in summary:
+        print(f"video logged to W&B run {summary['wandb_run']}")
     return 0
 
 

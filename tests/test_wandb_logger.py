@@ -1,16 +1,19 @@
 """genpo.run.logger = 'wandb': config, provenance, metrics, learning curve and summary go to a W&B run that a
-resume continues; checked offline (WANDB_MODE=offline) by reading the run's transaction log."""
+resume continues, and genpo play's video joins it; checked offline (WANDB_MODE=offline) by reading the runs'
+transaction logs."""
 
 from __future__ import annotations
 
 import json
 import struct
+import time
 
 import gin
 import pytest
 from conftest import GENPO_CONFIG, TINY_BINDINGS
 
 from genpo.builders import new_experiment, resume_experiment
+from genpo.deployment.play import play_run
 from genpo.training.run_logger import read_metrics
 from genpo.training.wandb_logger import gin_bindings
 
@@ -40,6 +43,11 @@ def log_records(path):
             records.append(record)
             pending = b""
     return records
+
+
+def next_second():
+    """W&B names an offline run's folder by the second it started in: runs of one id need distinct seconds."""
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
 
 
 def offline_runs(run_dir, run_id):
@@ -73,13 +81,18 @@ def test_a_run_and_its_resume_log_to_one_wandb_run(tmp_path, offline):
     trainer, _ = new_experiment(run_dir, [GENPO_CONFIG], bindings)
     trainer.train(2, quiet=True)
     gin.clear_config()
+    next_second()
     resumed, _, _ = resume_experiment(run_dir)
     resumed.train(1, quiet=True)
+    next_second()
+    played = play_run(run_dir, video=tmp_path / "episode.gif", report=None)
     wandb.teardown()  # W&B's service writes the last run's log out when it stops
 
     stored = json.loads((run_dir / "run.json").read_text())["wandb"]
     assert stored["project"] == "demo"
-    first, second = (log_records(path) for path in offline_runs(run_dir, stored["id"]))
+    first, second, play = (log_records(path) for path in offline_runs(run_dir, stored["id"]))
+    assert played["wandb_run"] == stored["id"]
+    assert any("play_video.path" in row for row in history_all(play))
     run = next(record.run for record in first if record.WhichOneof("record_type") == "run")
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert config["gin"]["run.logger"] == "'wandb'"

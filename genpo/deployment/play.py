@@ -11,6 +11,7 @@ from genpo.builders.evaluation import restore_policy
 from genpo.deployment.frames import frame_source
 from genpo.deployment.policy import check_genpo_run, policy_of
 from genpo.deployment.video import check_video_path, write_video
+from genpo.training.wandb_logger import log_video
 
 DEFAULT_FPS = 20.0
 
@@ -31,7 +32,8 @@ def play_run(
     run's eval-scoped env, as ``genpo evaluate`` builds it. ``report`` gets one line per finished episode.
 
     ``video``: write env 0's episode to this ``.mp4`` or ``.gif`` (MuJoCo tasks rendered offscreen; the
-    pure-torch tasks drawn with matplotlib), at the env's control rate.
+    pure-torch tasks drawn with matplotlib), at the env's control rate; a run that logs to Weights & Biases
+    (``genpo.run.logger = 'wandb'``) gets the video in its W&B run too.
     """
     if episodes < 1:
         raise ValueError(f"play: episodes must be >= 1, got {episodes!r}")
@@ -80,4 +82,7 @@ def play_run(
         fps = 1.0 / env.dt if getattr(env, "dt", None) else DEFAULT_FPS
         summary["video"] = str(write_video(images, video, fps))
         summary["video_frames"] = len(images)
+        wandb_run = log_video(run_dir, Path(summary["video"]), restored.iteration)
+        if wandb_run is not None:
+            summary["wandb_run"] = wandb_run
     return summary

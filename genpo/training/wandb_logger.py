@@ -104,3 +104,19 @@ class WandbLogger:
                 self.run.summary[key] = value
         self.run.finish(exit_code=1 if failed else 0)
         self.run = None
+
+
+def log_video(run_dir: str | Path, video: Path, checkpoint_iteration: int) -> str | None:
+    """Add ``video`` (made by ``genpo play``) to the run's W&B run, when the run logs to W&B; returns the W&B
+    run id, or None for a run without one."""
+    run_dir = Path(run_dir)
+    stored = json.loads((run_dir / RUN_RECORD_FILE).read_text()).get(RECORD_KEY)
+    if not stored:
+        return None
+    wandb = import_wandb()
+    run = wandb.init(
+        project=stored["project"], entity=stored["entity"], id=stored["id"], resume="allow", dir=str(run_dir), name=run_dir.name
+    )
+    run.log({"play_video": wandb.Video(str(video), caption=f"checkpoint iteration {checkpoint_iteration}")})
+    run.finish()
+    return stored["id"]
