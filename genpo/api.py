@@ -111,7 +111,7 @@ def train(
     new, _ = _entry_points(trainer)
     bindings = [*bindings, f"genpo.run.seed = {int(seed)}"]
     if iterations is not None:
-        bindings += [f"genpo.run.iterations = {int(iterations)}", "genpo.run.env_steps = None"]
+        bindings.append(f"genpo.run.iterations = {int(iterations)}")
     out = Path(out) if out is not None else Path("runs") / f"{Path(config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     call = f"genpo.train({relative_path(str(config))!r}, bindings={list(bindings)!r}, out={relative_path(str(out))!r})"
     gin.clear_config()

@@ -176,7 +176,7 @@ def _run_bindings(args: argparse.Namespace) -> list[str]:
     if args.num_envs is not None:
         bindings.append(f"genpo.build_env.num_envs = {args.num_envs}")
     if args.iterations is not None:
-        bindings += [f"genpo.run.iterations = {args.iterations}", "genpo.run.env_steps = None"]
+        bindings.append(f"genpo.run.iterations = {args.iterations}")
     if args.env_steps is not None:
         bindings += ["genpo.run.iterations = None", f"genpo.run.env_steps = {args.env_steps}"]
     return bindings

@@ -408,7 +408,7 @@ def test_report_has_every_variant_and_the_plots(resumed_sweep):
     spec, *_, code = resumed_sweep
     assert code == 0
     report = (spec.out / "report.md").read_text()
-    rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    rows = results_rows(report)
     assert [row.split("|")[1].strip() for row in rows] == ["genpo", "gaussian"]
     assert all(row.split("|")[2].strip() == "2" for row in rows)
     assert "genpo sweep" in report and "--report-only" in report and "tasks/pendulum_gaussian.gin" in report
@@ -420,7 +420,9 @@ def test_report_has_every_variant_and_the_plots(resumed_sweep):
 
 
 def results_rows(report: str) -> list[str]:
-    return [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
+    """The rows of the report's results table (the one before its first section)."""
+    table = report.split("\n## ")[0]
+    return [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
 
 
 def test_archive_keeps_the_metrics_and_rebuilds_the_same_report(resumed_sweep, tmp_path, monkeypatch):
