@@ -74,6 +74,13 @@ def test_a_genpo_config_is_refused_naming_the_actor(tmp_path):
         rsl_rl.runner_config(trainer)
 
 
+def test_periodic_evaluation_is_refused_by_the_rsl_rl_trainer(tmp_path):
+    bindings = [*TINY_BINDINGS, "genpo.trainer.evaluation_interval = 2"]
+    with pytest.raises(ValueError, match="evaluation_interval: the rsl_rl trainer has no periodic evaluation"):
+        rsl_rl.new_experiment(tmp_path / "run", [GAUSSIAN_CONFIG], bindings)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
 def test_a_state_dependent_std_is_refused_naming_it(tmp_path):
     bindings = [*TINY_BINDINGS, "actor.gaussian.state_dependent_std = True"]
     trainer, _ = new_experiment(tmp_path, [GAUSSIAN_CONFIG], bindings)
