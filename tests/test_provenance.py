@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from genpo.builders.experiment import resume_experiment
+from genpo.components.networks.cpu_precision import resolve_autocast_dtype
 from genpo.training.provenance import (
     PACKAGED_GIN,
     comparison_key,
@@ -28,12 +29,12 @@ def test_new_run_records_provenance_without_machine_paths(make_tiny_experiment, 
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
     with invocation(command_line(["genpo", "train", str(tmp_path / "my.gin"), f"--out={tmp_path / 'run'}"])):
-        make_tiny_experiment(tmp_path / "run", extra=["velocity_network.mlp.autocast_dtype = 'bfloat16'"])
+        make_tiny_experiment(tmp_path / "run", extra=["velocity_network.mlp.autocast_dtype = 'bfloat16'", "genpo.run.num_threads = 1"])
     text = (tmp_path / "run" / "run.json").read_text()
     provenance = json.loads(text)["provenance"]
     assert provenance["command"] == "genpo train my.gin --out=run"
     assert provenance["precision"] == {"actor.flow.velocity_network": "bfloat16", "critic": "float32"}
-    assert provenance["torch_threads"] == 1 and provenance["device"] == "cpu"
+    assert (provenance["torch_threads"], provenance["threads_requested"], provenance["device"]) == (1, 1, "cpu")
     assert provenance["versions"]["torch"] == torch.__version__
     assert set(provenance["versions"]) >= {"python", "torchrl", "tensordict", "gin", "mujoco", "rsl_rl"}
     assert provenance["cpu"]["model"]
@@ -41,6 +42,12 @@ def test_new_run_records_provenance_without_machine_paths(make_tiny_experiment, 
 
     assert provenance["genpo"] == genpo.__version__
     assert str(tmp_path) not in text and str(Path.home()) not in text
+
+
+def test_auto_precision_is_recorded_as_what_it_resolved_to(make_tiny_experiment, tmp_path):
+    make_tiny_experiment(tmp_path / "run", extra=["velocity_network.mlp.autocast_dtype = 'auto'"])
+    resolved = resolve_autocast_dtype("auto", "cpu") or "float32"
+    assert read_provenance(tmp_path / "run")["precision"]["actor.flow.velocity_network"] == f"{resolved} (auto)"
 
 
 def test_resume_adds_its_provenance_and_keeps_the_record(make_tiny_experiment, tmp_path):

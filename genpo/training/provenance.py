@@ -121,20 +121,21 @@ def _dtype_name(dtype) -> str:
 
 def network_precision(networks: Mapping[str, nn.Module]) -> dict[str, str]:
     """The dtype each network's layers ran in: for every submodule with an ``autocast_dtype`` (e.g. a flow's
-    velocity network) that dtype, else its parameters' dtype; keyed by the submodule's path."""
+    velocity network) that dtype as resolved for its device, followed by what was asked for where that
+    differs (``bfloat16 (auto)``), else its parameters' dtype; keyed by the submodule's path."""
     precision: dict[str, str] = {}
     for name, network in networks.items():
-        autocast = {
-            f"{name}.{path}" if path else name: module.autocast_dtype
-            for path, module in network.named_modules()
-            if hasattr(module, "autocast_dtype")
-        }
+        modules = {f"{name}.{path}" if path else name: module for path, module in network.named_modules()}
+        autocast = {path: module.autocast_dtype for path, module in modules.items() if hasattr(module, "autocast_dtype")}
         parameter = next(network.parameters(), None)
         stored = _dtype_name(parameter.dtype) if parameter is not None else "float32"
         if not autocast:
             precision[name] = stored
         for path, dtype in autocast.items():
             precision[path] = stored if dtype is None else _dtype_name(dtype)
+            requested = getattr(modules[path], "requested_autocast_dtype", None)
+            if isinstance(requested, str) and requested != dtype:
+                precision[path] += f" ({requested})"
     return precision
 
 
@@ -184,6 +185,7 @@ def collect_provenance(run_dir: Path, *, trainer, device: str, diff_file: str = 
         versions=package_versions(),
         cpu=cpu_description(),
         torch_threads=torch.get_num_threads(),
+        threads_requested=getattr(getattr(trainer, "threads", None), "requested", None),
         device=str(device),
         precision=network_precision(trainer_networks(trainer)),
         command=command_line(),
