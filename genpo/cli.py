@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 def _train(args: argparse.Namespace) -> int:
     """One run, or under torchrun one rank of a data-parallel run (rank 0 alone prints)."""
     from genpo.training import data_parallel
-
     from genpo.training.provenance import command_line, invocation
 
     parallel = data_parallel.join_from_environment()
@@ -192,9 +191,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     _, record = read_config(args.run_dir)
     from genpo.experiments.evaluation import evaluator
 
-    evaluate = evaluator(record.trainer)
     from genpo.training.provenance import read_provenance
 
+    evaluate = evaluator(record.trainer)
     result = evaluate(
         args.run_dir, episodes=args.episodes, noise=args.noise, seed=args.seed, checkpoint=args.checkpoint, device=args.device
     )
