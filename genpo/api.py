@@ -104,7 +104,8 @@ def train(
 ) -> Run:
     """Train a new run of ``config`` (a file, or a name under the packaged ``gin/``, e.g.
     ``tasks/pendulum.gin``) with extra gin ``bindings``, into ``out`` (default ``runs/<config>-<time>``);
-    ``iterations`` overrides the config's budget. Returns the finished :class:`Run`.
+    ``iterations`` overrides the config's ``genpo.run.iterations`` (as ``--iterations`` does). Returns the
+    finished :class:`Run`.
 
     ``trainer='rsl_rl'`` trains a Gaussian config with rsl_rl instead (the bench extra). ``quiet=False``
     shows a progress bar."""
