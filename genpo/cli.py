@@ -239,18 +239,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise SystemExit("genpo sweep: --dry-run and --report-only exclude each other")
     if args.archive is not None and not args.report_only:
         raise SystemExit("genpo sweep: --archive needs --report-only (archive the runs present, run nothing)")
-    ray = None
-    if args.backend == "ray":
-        from genpo.experiments.ray_backend import RayOptions
-
-        if args.max_parallel is not None:
-            raise SystemExit("genpo sweep: --max-parallel is for --backend local; Ray runs what --cpus-per-run / --gpus-per-run fit")
-        ray = RayOptions(args.address, args.cpus_per_run, args.gpus_per_run or 0.0)
-    else:
-        given = [name for name, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
-                 ("--gpus-per-run", args.gpus_per_run)) if value is not None]  # fmt: skip
-        if given:
-            raise SystemExit(f"genpo sweep: {', '.join(given)} need --backend ray")
+    ray = _ray_options("sweep", args)
     command = shlex.join(["genpo", *sys.argv[1:]]) if args.argv is None else shlex.join(["genpo", *args.argv])
     return sweep_main(
         args.spec,
@@ -265,21 +254,26 @@ def _sweep(args: argparse.Namespace) -> int:
     )
 
 
-def _tune(args: argparse.Namespace) -> int:
-    from genpo.experiments.tune import main as tune_main
-
-    ray = None
+def _ray_options(command: str, args: argparse.Namespace):
+    """The Ray backend's options of ``genpo sweep`` / ``genpo tune`` (None for the local backend); options
+    of the other backend are refused in one line."""
     if args.backend == "ray":
         from genpo.experiments.ray_backend import RayOptions
 
         if args.max_parallel is not None:
-            raise SystemExit("genpo tune: --max-parallel is for --backend local; Ray runs what --cpus-per-run / --gpus-per-run fit")
-        ray = RayOptions(args.address, args.cpus_per_run, args.gpus_per_run or 0.0)
-    else:
-        given = [name for name, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
-                 ("--gpus-per-run", args.gpus_per_run)) if value is not None]  # fmt: skip
-        if given:
-            raise SystemExit(f"genpo tune: {', '.join(given)} need --backend ray")
+            raise SystemExit(f"genpo {command}: --max-parallel is for --backend local; Ray runs what --cpus-per-run / --gpus-per-run fit")
+        return RayOptions(args.address, args.cpus_per_run, args.gpus_per_run or 0.0)
+    given = [name for name, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
+             ("--gpus-per-run", args.gpus_per_run)) if value is not None]  # fmt: skip
+    if given:
+        raise SystemExit(f"genpo {command}: {', '.join(given)} need --backend ray")
+    return None
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from genpo.experiments.tune import main as tune_main
+
+    ray = _ray_options("tune", args)
     command = shlex.join(["genpo", *(sys.argv[1:] if args.argv is None else args.argv)])
     return tune_main(
         args.spec, command=command, storage_url=args.storage, max_parallel=args.max_parallel, ray=ray, report_only=args.report_only

@@ -27,6 +27,15 @@ def torch_threads():
     yield
 
 
+# Flow networks small enough for fast likelihood and estimator tests.
+SMALL_FLOW_NETWORKS = [
+    "HIDDEN_SIZES = (16, 16)",
+    "velocity_network.mlp.hidden_sizes = (16, 16)",
+    "time_embedding.sinusoidal.hidden_sizes = (8,)",
+    "time_embedding.sinusoidal.out_dim = 4",
+]
+
+
 # --------------------------------------------------------------------------- tiny training runs
 # A Pendulum run small enough for a test: 16 envs x 8 steps, 2 epochs x 2 minibatches, 16-wide
 # networks; episodes of 12 steps so that returns are logged and episodes straddle iterations.

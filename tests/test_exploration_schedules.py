@@ -8,7 +8,7 @@ import math
 import gin
 import pytest
 import torch
-from conftest import GAUSSIAN_CONFIG, GENPO_CONFIG
+from conftest import GAUSSIAN_CONFIG, GENPO_CONFIG, SMALL_FLOW_NETWORKS
 from tensordict import TensorDict
 from test_trainer import assert_rows_identical, assert_state_dicts_equal
 from torch import nn
@@ -18,12 +18,6 @@ from genpo.components.exploration.noise_schedules import LinearNoiseScale
 from genpo.training.run_logger import read_metrics
 
 OBSERVATION_DIM = 3
-SMALL_NETWORKS = [
-    "HIDDEN_SIZES = (16, 16)",
-    "velocity_network.mlp.hidden_sizes = (16, 16)",
-    "time_embedding.sinusoidal.hidden_sizes = (8,)",
-    "time_embedding.sinusoidal.out_dim = 4",
-]
 SCHEDULE = [
     "genpo.trainer.exploration_schedule = @exploration_schedule.linear_noise_scale()",
     "exploration_schedule.linear_noise_scale.start_iteration = 1",
@@ -34,7 +28,7 @@ SCHEDULE = [
 
 def genpo_actor(*, linear: bool = False) -> nn.Module:
     torch.manual_seed(0)
-    actor = build_actor(OBSERVATION_DIM, 2, config_files=["policies/genpo.gin"], bindings=SMALL_NETWORKS).double()
+    actor = build_actor(OBSERVATION_DIM, 2, config_files=["policies/genpo.gin"], bindings=SMALL_FLOW_NETWORKS).double()
     if linear:  # every velocity weight zero: the flow is affine in its noise
         with torch.no_grad():
             for module in actor.flow.velocity_network.modules():

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import SMALL_FLOW_NETWORKS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
@@ -18,12 +19,6 @@ from genpo.components.estimators.gaussian_action_kl import GaussianActionKL, exa
 from genpo.components.estimators.kl import K1KL, K3KL
 
 OBSERVATION_DIM = 3
-SMALL_NETWORKS = [
-    "HIDDEN_SIZES = (16, 16)",
-    "velocity_network.mlp.hidden_sizes = (16, 16)",
-    "time_embedding.sinusoidal.hidden_sizes = (8,)",
-    "time_embedding.sinusoidal.out_dim = 4",
-]
 NO_STATE = TensorDict(batch_size=[])
 
 
@@ -119,7 +114,7 @@ def test_gaussian_action_kl_of_a_gaussian_actor_is_exact():
 
 def linear_genpo_actor() -> nn.Module:
     """A GenPO flow affine in its noise: every velocity weight zero, so each velocity is its output bias."""
-    actor = build_actor(OBSERVATION_DIM, 2, config_files=["policies/genpo.gin"], bindings=SMALL_NETWORKS).double()
+    actor = build_actor(OBSERVATION_DIM, 2, config_files=["policies/genpo.gin"], bindings=SMALL_FLOW_NETWORKS).double()
     with torch.no_grad():
         for module in actor.flow.velocity_network.modules():
             if isinstance(module, nn.Linear):

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import SMALL_FLOW_NETWORKS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
@@ -19,13 +20,7 @@ from genpo.components.estimators.knn_entropy import NearestNeighbourEntropy, koz
 
 TOLERANCE = 0.15  # nats: measured bias about -0.07 (d = 2, 16 samples), plus sampling noise over 256 states
 OBSERVATION_DIM = 3
-SMALL_NETWORKS = [
-    "HIDDEN_SIZES = (16, 16)",
-    "velocity_network.mlp.hidden_sizes = (16, 16)",
-    "time_embedding.sinusoidal.hidden_sizes = (8,)",
-    "time_embedding.sinusoidal.out_dim = 4",
-    "actor.gaussian.hidden_sizes = (16, 16)",
-]
+SMALL_NETWORKS = [*SMALL_FLOW_NETWORKS, "actor.gaussian.hidden_sizes = (16, 16)"]
 
 
 def states(count: int, seed: int = 0) -> TensorDict:

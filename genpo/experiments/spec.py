@@ -231,16 +231,23 @@ def _variant(entry: dict, path: Path) -> Variant:
     )
 
 
-def parse_spec(text: str, path: Path | str = "<spec>") -> SweepSpec:
-    """A :class:`SweepSpec` from TOML text; every error names the spec file and the offending key."""
-    path = Path(path)
+def load_spec_table(text: str, path: Path, known_keys: set[str]) -> dict:
+    """The top-level table of a TOML spec; invalid TOML or a key outside ``known_keys`` fails naming
+    the spec file."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from error
-    unknown = set(data) - _SPEC_KEYS
+    unknown = set(data) - known_keys
     if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(_SPEC_KEYS)})")
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(known_keys)})")
+    return data
+
+
+def parse_spec(text: str, path: Path | str = "<spec>") -> SweepSpec:
+    """A :class:`SweepSpec` from TOML text; every error names the spec file and the offending key."""
+    path = Path(path)
+    data = load_spec_table(text, path, _SPEC_KEYS)
     if "out" not in data:
         raise ValueError(f"{path}: 'out' (the sweep's output directory) is required")
     variants = [_variant(entry, path) for entry in data.get("variants", [])]

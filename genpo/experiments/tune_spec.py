@@ -44,13 +44,12 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from pathlib import Path
 
 import attrs
 
 from genpo.builders.config import resolve_config_path
-from genpo.experiments.spec import _NAME, TRAINERS, gin_literal
+from genpo.experiments.spec import _NAME, TRAINERS, gin_literal, load_spec_table
 from genpo.experiments.statistics import DEFAULT_CONFIDENCE, DEFAULT_LAST_K, DEFAULT_RESAMPLES
 from genpo.validation import check_positive_int
 
@@ -290,13 +289,7 @@ def check_held_out(path: Path, tuning: TaskSet, validation: TaskSet) -> None:
 def parse_tune_spec(text: str, path: Path | str = "<spec>") -> TuneSpec:
     """A :class:`TuneSpec` from TOML text; every error names the spec file and the offending key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML: {error}") from error
-    unknown = set(data) - _SPEC_KEYS
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(_SPEC_KEYS)})")
+    data = load_spec_table(text, path, _SPEC_KEYS)
     for key in ("out", "trials", "references", "contenders"):
         if key not in data:
             raise ValueError(f"{path}: {key!r} is required")
