@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import math
 import numbers
 import os
 import sys
@@ -73,6 +74,30 @@ def check_binding_types(config_files: Sequence[str] = (), bindings: Sequence[str
         f"gin binding {name}.{first.arg_name} = {_short_repr(first.value)} ({location}): "
         f"expected {_type_name(first.expected)}, got {got}{more}"
     )
+
+
+def check_finite_bindings(config_files: Sequence[str] = (), bindings: Sequence[str] = ()) -> None:
+    """Raise ValueError (one line) for the first bound number that is not finite (``1e999`` parses as
+    inf): gin cannot write it back into ``config.gin``, so a resumed or evaluated run would silently
+    fall back to the parameter's default."""
+    for (scope, selector), arguments in list(gin.config._CONFIG.items()):  # noqa: SLF001
+        for arg_name, value in arguments.items():
+            if not any(_non_finite(item) for item in gin.config._iterate_flattened_values(value)):  # noqa: SLF001
+                continue
+            if selector == "gin.macro":
+                binding = f"gin macro {scope}"
+            else:
+                where = _binding_locations(config_files, bindings).get((scope, selector, arg_name))
+                given_selector, location = where if where else (selector, "not bound in the parsed config")
+                binding = f"gin binding {f'{scope}/' if scope else ''}{given_selector}.{arg_name} ({location})"
+            raise ValueError(
+                f"{binding} = {_short_repr(value)}: not a finite number, which gin cannot store in the run's "
+                "config.gin (a resume would silently use the default); bind a finite value"
+            )
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def _mismatches() -> Iterator[_Mismatch]:

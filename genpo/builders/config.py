@@ -16,6 +16,8 @@ it is built, before any training step.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import gin
 
 from genpo import registry
-from genpo.builders.binding_types import check_binding_types
+from genpo.builders.binding_types import check_binding_types, check_finite_bindings
 
 GIN_DIR = Path(__file__).resolve().parents[1] / "gin"
 _exposed: set[tuple[str, str]] = set()
@@ -62,14 +64,19 @@ def parse_config(config_files: Sequence[str | Path] = (), bindings: Sequence[str
         prefixes.insert(0, str(GIN_DIR))
     files = [str(resolve_config_path(path)) for path in config_files]
     try:
-        gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
+        with _quiet_include_search():
+            gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)
     except (ValueError, KeyError, SyntaxError) as error:
         replaced = _replaced_parameter(str(error))
         if replaced is not None:
             raise ValueError(replaced) from None
-        raise ValueError(f"gin config error: {error}{_registered_alternatives(str(error))}") from error
+        message = _unparsable_token(str(error), files, bindings)
+        raise ValueError(f"gin config error: {message}{_registered_alternatives(str(error))}") from error
+    except OSError as error:
+        raise ValueError(f"gin config error: {_missing_include(str(error))}") from None
     _defer_missing_macros()
     check_binding_types(files, bindings)
+    check_finite_bindings(files, bindings)
 
 
 def query_parameter(binding_key: str) -> Any:
@@ -181,3 +188,54 @@ def _registered_alternatives(message: str) -> str:
     if match is None or match.group(1) not in registry.kinds():
         return ""
     return f"\nregistered {match.group(1)} names: {', '.join(registry.names(match.group(1)))}"
+
+
+# ------------------------------------------------------------------------------------ parse errors
+_NON_FINITE_TOKENS = ("inf", "nan", "infinity")
+
+
+def _unparsable_token(message: str, files: Sequence[str], bindings: Sequence[str]) -> str:
+    """gin's "malformed node or string ... <ast.Name object at 0x...>  Failed to parse token 'inf' (file,
+    line 4)" as one line naming the token and the binding it is in; other messages unchanged."""
+    match = re.search(r"Failed to parse token '(.*)' \((?:(.*), )?line (\d+)\)", message)
+    if match is None:
+        return message
+    token, filename, line = match.group(1), match.group(2), int(match.group(3))
+    if filename is None:
+        lines = "\n".join(bindings).splitlines()
+        where = f"--gin {lines[line - 1].strip()!r}" if line <= len(lines) else "--gin binding"
+    else:
+        where = f"{filename}, line {line}"
+        for path in files:
+            if Path(path).name == filename:
+                lines = Path(path).read_text().splitlines()
+                where = f"{path}, line {line} ({lines[line - 1].strip()})" if line <= len(lines) else where
+    why = "values are Python literals, @references or %macros"
+    if token.strip().lstrip("+-").lower() in _NON_FINITE_TOKENS:
+        why = "gin has no non-finite numbers (inf, nan): bind a finite value"
+    return f"{where}: cannot parse {token!r} ({why})"
+
+
+def _missing_include(message: str) -> str:
+    """gin's "Unable to open file: X. Searched config paths: [...]. In file F, line N" as one line."""
+    match = re.search(r"Unable to open file: (.*?)\. Searched.*?In file \"(.*?)\", line (\d+)", message, re.DOTALL)
+    if match is None:
+        return message.splitlines()[0]
+    return f"{match.group(2)}, line {match.group(3)}: include {match.group(1)!r} not found (looked in the working directory and {GIN_DIR})"
+
+
+class _NoIncludeMisses(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Path not found")
+
+
+@contextlib.contextmanager
+def _quiet_include_search():
+    """gin logs an error for each search path an include misses; the include that resolves nowhere
+    fails with one line instead."""
+    quiet = _NoIncludeMisses()
+    logging.getLogger().addFilter(quiet)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(quiet)

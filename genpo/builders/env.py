@@ -33,6 +33,25 @@ def build_env(
     """
     if num_envs < 1:
         raise ValueError(f"build_env: num_envs must be >= 1, got {num_envs!r}")
+    try:
+        return _build_env(name, num_envs, seed, device, clip_actions, random_episode_offsets, options)
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and "allocate" not in str(error):
+            raise
+        raise ValueError(f"build_env: num_envs = {num_envs} envs of {name!r} do not fit in memory ({out_of_memory(error)})") from None
+
+
+def out_of_memory(error: BaseException) -> str:
+    """The size an allocation asked for, from torch's or numpy's out-of-memory message."""
+    import re
+
+    asked = re.search(r"allocate (?:memory: you tried to allocate )?(\d+) bytes|allocate ([\d.]+ \w?iB)", str(error))
+    if asked is None:
+        return "out of memory"
+    return f"{int(asked.group(1)) / 2**30:.3g} GiB asked for" if asked.group(1) else f"{asked.group(2)} asked for"
+
+
+def _build_env(name, num_envs, seed, device, clip_actions, random_episode_offsets, options) -> BatchedEnv:
     if name.startswith("isaaclab:"):  # IsaacLabEnv clamps actions itself (clip_actions)
         from genpo.envs.isaaclab import IsaacLabEnv
 

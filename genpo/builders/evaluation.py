@@ -10,7 +10,7 @@ import attrs
 import gin
 import torch
 
-from genpo.builders.config import parse_config
+from genpo.builders.safe_config import parse_run_config
 from genpo.builders.env import build_env
 from genpo.builders.experiment import build_trainer, check_device, run_settings
 from genpo.training.checkpoint import load_checkpoint, load_module_state
@@ -71,7 +71,7 @@ def restore_policy(
     # same process (a sweep evaluating its runs, a density plot of several runs) would otherwise fill its
     # gaps, e.g. one run's state-dependent std in the next run's model.
     gin.clear_config()
-    parse_config([config])
+    parse_run_config(config)
     device = str(check_device(device)) if device is not None else run_settings().device
     with gin.config_scope("eval"):
         env = build_env(num_envs=num_envs, seed=seed, device=device)

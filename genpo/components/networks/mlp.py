@@ -35,8 +35,16 @@ def activation_class(name: str) -> type[nn.Module]:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(sorted(ACTIVATIONS))}") from None
 
 
+def check_hidden_sizes(owner: str, hidden_sizes: Sequence[int]) -> tuple[int, ...]:
+    """``hidden_sizes`` as a tuple of positive layer widths; otherwise one line naming ``owner``."""
+    if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in hidden_sizes):
+        raise ValueError(f"{owner}: hidden_sizes must be positive integers (the width of each layer), got {tuple(hidden_sizes)!r}")
+    return tuple(hidden_sizes)
+
+
 def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int, activation: str) -> nn.Sequential:
     """Linear layers of ``hidden_sizes`` with ``activation`` between them and a linear output."""
+    check_hidden_sizes("mlp", hidden_sizes)
     act = activation_class(activation)
     layers: list[nn.Module] = []
     width = in_features

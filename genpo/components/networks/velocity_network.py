@@ -10,7 +10,7 @@ from torch import nn
 
 from genpo.components.base import TensorDictComponent
 from genpo.components.networks.cpu_precision import AUTO, resolve_autocast_dtype, warn_if_bf16_is_emulated
-from genpo.components.networks.mlp import activation_class, mlp
+from genpo.components.networks.mlp import activation_class, check_hidden_sizes, mlp
 from genpo.validation import check_positive_int
 from genpo.components.networks.time_embedding import SinusoidalTimeEmbedding
 from genpo.registry import register
@@ -57,7 +57,7 @@ class VelocityMLP(TensorDictComponent):
         self.half_dim = check_positive_int(name, "half_dim", half_dim)
         self.observation_dim = check_positive_int(name, "observation_dim", observation_dim)
         self.output_fields = check_positive_int(name, "output_fields", output_fields)
-        hidden_sizes = tuple(hidden_sizes)
+        hidden_sizes = check_hidden_sizes(name, hidden_sizes)
         if not hidden_sizes:
             raise ValueError(f"{name}: hidden_sizes must name at least one layer")
         self.time_embedding = time_embedding if time_embedding is not None else SinusoidalTimeEmbedding()
