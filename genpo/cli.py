@@ -25,10 +25,33 @@ def _train(args: argparse.Namespace) -> int:
     parallel = data_parallel.join_from_environment()
     argv = sys.argv[1:] if args.argv is None else args.argv
     try:
-        with invocation(command_line(["genpo", *argv])):
+        with invocation(command_line(["genpo", *argv])), _writer_lock(args, parallel):
             return _train_rank(args, parallel)
     finally:
         data_parallel.leave()
+
+
+def _writer_lock(args: argparse.Namespace, parallel: DataParallel):
+    """The run directory's lock (rank 0 alone takes it), after the checks that need no build: a
+    folder that cannot take the run, or a run another process is writing, fails here at once."""
+    import contextlib
+
+    from genpo.training.run_directory import read_config
+    from genpo.training.run_folder import check_run_folder
+    from genpo.training.run_lock import RunLock
+
+    if not parallel.is_main:
+        return contextlib.nullcontext()
+    if args.resume is not None:
+        read_config(args.resume)
+        return RunLock(args.resume)
+    if not args.config:
+        return contextlib.nullcontext()  # _new_run says what is missing
+    if args.out is None and not parallel.active:
+        args.out = _default_out(args.config)
+    if args.out is None:
+        return contextlib.nullcontext()
+    return RunLock(check_run_folder(args.out, overwrite=args.overwrite))
 
 
 def _train_rank(args: argparse.Namespace, parallel: DataParallel) -> int:
@@ -55,6 +78,16 @@ def _train_rank(args: argparse.Namespace, parallel: DataParallel) -> int:
         if parallel.is_main:
             print(f"genpo train: stopped by {stop}\n{resume_hint}", file=sys.stderr)
         return stop.exit_code
+    except (MemoryError, RuntimeError) as error:
+        if not isinstance(error, MemoryError) and "allocate" not in str(error):
+            raise
+        from genpo.builders.env import out_of_memory
+
+        num_envs = getattr(getattr(trainer, "env", None), "num_envs", "?")
+        raise ValueError(
+            f"training ran out of memory ({out_of_memory(error)}) with genpo.build_env.num_envs = {num_envs}: lower it "
+            f"(or genpo.trainer.steps_per_env); the last checkpoint is {trainer.checkpoint_path}"
+        ) from None
     except KeyboardInterrupt:
         print(
             f"genpo train: interrupted twice; the iteration in flight was abandoned, the last checkpoint "
@@ -432,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError, ImportError) as error:
+    except (ValueError, OSError, KeyError, RuntimeError, ImportError) as error:
         print(f"genpo {args.command}: error: {_without_gin_context(str(error))}", file=sys.stderr)
         return 2
 

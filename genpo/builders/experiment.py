@@ -16,6 +16,7 @@ from genpo.builders.actor import policy, value_function
 from genpo.builders.config import parse_config
 from genpo.builders.env import build_env
 from genpo.builders.loggers import LOGGERS, metric_sinks
+from genpo.builders.safe_config import parse_run_config
 from genpo.components.normalizers.observation import EmpiricalNormalizer
 from genpo.components.normalizers.reward import ReturnStdScaler
 from genpo.envs.base import BatchedEnv
@@ -30,12 +31,11 @@ from genpo.training.run_directory import (
     RunRecord,
     accept_config_change,
     config_changed,
-    holds_run,
-    prepare_new_run,
     read_config,
     refuse_config_change,
     start_run,
 )
+from genpo.training.run_folder import check_run_folder, prepare_new_run
 from genpo.training.trainer import PPOSettings, Trainer
 
 __all__ = [
@@ -241,13 +241,13 @@ def start_experiment(
     run killed before its first periodic checkpoint can still be resumed).
 
     Every binding is validated and every component built here, before any training step. A folder
-    that already holds a run is refused unless ``overwrite``. In a data-parallel run rank 0 alone
-    checks and writes the folder.
+    that already holds a run is refused unless ``overwrite``, one that holds anything but a run always
+    (:mod:`genpo.training.run_folder`). In a data-parallel run rank 0 alone checks and writes the folder.
     """
     run_dir = Path(run_dir)
     main_rank = data_parallel.current().is_main
-    if main_rank and holds_run(run_dir) and not overwrite:
-        prepare_new_run(run_dir)  # raises, naming --resume and --overwrite
+    if main_rank:
+        check_run_folder(run_dir, overwrite=overwrite)  # before the build: a bad folder fails at once
     parse_config(config_files, bindings)
     trainer, settings = build(run_dir)
     if main_rank:
@@ -272,10 +272,12 @@ def continue_experiment(
     allow_config_change: bool,
     bindings: Sequence[str],
 ) -> tuple:
-    """Rebuild a run from its ``config.gin`` (plus ``bindings``, e.g. a device) with ``build`` and
-    load its latest checkpoint; returns (trainer, settings, run record). A ``config.gin`` edited
-    since the run started is refused unless ``allow_config_change``, in which case the change is
-    recorded in the run directory. The resuming process's provenance is added to ``run.json``."""
+    """Rebuild a run from its ``config.gin`` (read in the restricted mode of
+    :mod:`genpo.builders.safe_config`, plus ``bindings``, e.g. a device) with ``build`` and load its
+    latest checkpoint (a run that stopped before writing any starts again from iteration 0); returns
+    (trainer, settings, run record). A ``config.gin`` edited since the run started is refused unless
+    ``allow_config_change``, in which case the change is recorded in the run directory. The resuming
+    process's provenance is added to ``run.json``."""
     run_dir = Path(run_dir)
     config, record = read_config(run_dir)
     if record.trainer != trainer_kind:
@@ -283,12 +285,17 @@ def continue_experiment(
     changed = config_changed(run_dir, record)
     if changed and not allow_config_change:
         refuse_config_change(run_dir)
-    parse_config([config], bindings)
+    parse_run_config(config, bindings)
     trainer, settings = build(run_dir)
     main_rank = trainer.parallel.is_main
     if main_rank:
         trainer.history.discard_partial_writes()
-    trainer.load()
+    if trainer.history.latest.is_file() or trainer.history.iteration_paths():
+        trainer.load()
+    else:  # stopped before its iteration-0 checkpoint was written (a full disk): start it again
+        if main_rank:
+            print(f"note: {trainer.history.directory} holds no checkpoint yet; the run starts again from iteration 0", flush=True)
+        trainer.save()
     if changed and main_rank:
         old_operative = (run_dir / OPERATIVE_CONFIG_FILE).read_text()
         record = accept_config_change(run_dir, record, trainer.iteration, old_operative, gin.operative_config_str())

@@ -30,6 +30,7 @@ from genpo.builders.evaluation import restore_policy
 from genpo.deployment.graph import PolicyGraph, ZeroNoisePolicyGraph
 from genpo.deployment.policy import check_genpo_run, policy_of
 from genpo.training.run_directory import read_config
+from genpo.training.run_folder import check_output_folder
 
 FORMATS = ("onnx", "torchscript", "both")
 NOISE_INPUTS = ("zero", "input")
@@ -63,6 +64,7 @@ def export_run(
         raise ValueError(f"export: noise must be one of {', '.join(NOISE_INPUTS)}, got {noise!r}")
     run_dir = Path(run_dir)
     check_genpo_run(run_dir, "export")
+    check_output_folder(run_dir / EXPORT_DIR if out is None else out, "--out")
     restored = restore_policy(run_dir, num_envs=1, checkpoint=checkpoint, device="cpu")
     restored.env.close()
     policy = policy_of(restored)

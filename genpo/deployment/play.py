@@ -11,6 +11,7 @@ from genpo.builders.evaluation import restore_policy
 from genpo.deployment.frames import frame_source
 from genpo.deployment.policy import check_genpo_run, policy_of
 from genpo.deployment.video import check_video_path, write_video
+from genpo.training.run_folder import check_output_file
 from genpo.training.wandb_logger import log_video
 
 DEFAULT_FPS = 20.0
@@ -37,7 +38,7 @@ def play_run(
     """
     if episodes < 1:
         raise ValueError(f"play: episodes must be >= 1, got {episodes!r}")
-    video = None if video is None else check_video_path(video)
+    video = None if video is None else check_output_file(check_video_path(video), "--video")
     check_genpo_run(run_dir, "play")
     restored = restore_policy(run_dir, num_envs=episodes, seed=seed, checkpoint=checkpoint, device=device)
     env = restored.env

@@ -22,7 +22,8 @@ from genpo.experiments.runner import (
     terminate_as_interrupt,
     train_command,
 )
-from genpo.experiments.spec import Job, load_spec, plan, select_variants
+from genpo.experiments.spec import Job, SweepSpec, load_spec, plan, select_variants
+from genpo.training.run_lock import SWEEP_LOCK_FILE, RunLock
 
 # What an archive keeps of a run: enough to rebuild the report (metrics, summary, evaluation) and to know the run.
 ARCHIVED_FILES = ("metrics.csv", "summary.json", "config.gin", "run.json", EVALUATION_FILE)
@@ -96,8 +97,9 @@ def main(
     if dry_run:
         print_plan(jobs, default_max_parallel(spec.threads_per_run) if max_parallel is None else max_parallel)
         return 0
-    failed: list[JobResult] = []
-    if not report_only:
+    if report_only:
+        return _evaluate_and_report(spec, jobs, command, archive, failed=[])
+    with RunLock(spec.out, SWEEP_LOCK_FILE, what="sweep folder"):  # one sweep at a time in a folder
         refuse_stale_runs(jobs)
         try:
             with terminate_as_interrupt():
@@ -109,6 +111,10 @@ def main(
             print(f"genpo sweep: interrupted; run the same command again to resume: {command}", file=sys.stderr)
             return 130
         failed = [result for result in results if result.status == "failed"]
+        return _evaluate_and_report(spec, jobs, command, archive, failed=failed)
+
+
+def _evaluate_and_report(spec: SweepSpec, jobs: list[Job], command: str, archive: Path | None, *, failed: list[JobResult]) -> int:
     evaluate_runs(spec, jobs, on_event=show_evaluation)
     if archive is not None:
         copied = archive_runs(jobs, Path(archive))

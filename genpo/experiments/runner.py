@@ -5,7 +5,8 @@ Each run is ``python -m genpo.cli train CONFIG --out OUT/<variant>/seed<k> --see
 What happens to a job's run directory is :func:`job_state`'s decision: a run whose ``summary.json``
 reports the budget is skipped, so an interrupted sweep resumes; an unfinished run, or one finished
 with a smaller budget, continues from its latest checkpoint with ``--resume`` (a run that failed on
-its own restarts from scratch). A failed run is recorded (``sweep_run.json`` in its directory, with
+its own restarts from scratch, deleting only genpo's files in its folder; a folder holding anything else is
+reported as a failed job and left alone). A failed run is recorded (``sweep_run.json`` in its directory, with
 its stderr tail) and the others go on. Ctrl-C (or SIGTERM under :func:`terminate_as_interrupt`)
 stops the runs in flight; they continue at the next sweep.
 """
@@ -17,7 +18,6 @@ import itertools
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +33,9 @@ from genpo.experiments.spec import Job, SweepSpec, plan
 from genpo.training.checkpoint import load_checkpoint
 from genpo.training.checkpoint_history import LATEST
 from genpo.training.errors import CheckpointError
-from genpo.training.run_directory import CHECKPOINT_DIR, CONFIG_FILE, RUN_RECORD_FILE
+from genpo.training.run_directory import CHECKPOINT_DIR, CONFIG_FILE, RUN_RECORD_FILE, RunDirectoryError
+from genpo.training.run_folder import check_run_folder, clear_genpo_files, foreign_entries
+from genpo.training.run_lock import RunLock
 from genpo.training.run_logger import SUMMARY_FILE
 
 RUN_STATUS_FILE = "sweep_run.json"
@@ -215,7 +217,14 @@ def run_job(job: Job, children: _Children | None = None) -> JobResult:
     if state == "finished":
         return JobResult(job, "skipped", returncode=0)
     if state == "fresh" and job.run_dir.exists():
-        shutil.rmtree(job.run_dir)
+        try:  # genpo's files of the run it restarts, and nothing else; not while another process writes it
+            with RunLock(check_run_folder(job.run_dir, overwrite=True, option="run folder")):
+                foreign = foreign_entries(job.run_dir)
+                if foreign:  # the restarted run would be refused beside them: keep the old one meanwhile
+                    raise RunDirectoryError(f"run folder {job.run_dir} also holds {', '.join(foreign)}: move them away to restart the run")
+                clear_genpo_files(job.run_dir)
+        except RunDirectoryError as error:
+            return JobResult(job, "failed", None, 0.0, f"not started: {error}")
     job.run_dir.mkdir(parents=True, exist_ok=True)
     command = train_command(job, more)
     environment = dict(os.environ)

@@ -2,7 +2,8 @@
 
 The content goes to a temporary file in the same folder, is flushed to disk, then renamed over the
 target (``os.replace`` is atomic within one file system). Every file a run must be able to trust
-after a kill -9 (checkpoints, metrics.csv, run.json, summary.json) is written this way.
+after a kill -9 (checkpoints, run.json, summary.json, metrics.csv when it is rewritten) is written this
+way; metrics.csv rows are appended one whole line per write, and a resume drops a torn last line.
 """
 
 from __future__ import annotations

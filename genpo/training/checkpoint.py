@@ -8,6 +8,7 @@ env's state) are stored as tensors and restored as arrays.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,28 @@ def load_checkpoint(path: str | Path, required_keys: tuple[str, ...] = ()) -> di
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for damaged files
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error})") from error
+        raise CheckpointError(f"checkpoint {path} {_load_failure(error)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
     missing = [key for key in required_keys if key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
     return _decode(state)
+
+
+def _load_failure(error: Exception) -> str:
+    """Why torch could not load a checkpoint, without torch's advice to load it unsafely: a file that
+    holds more than tensors and plain values is refused, never loaded with ``weights_only=False``."""
+    message = str(error)
+    if "weights_only" in message or "Weights only load failed" in message:
+        unsupported = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", message)
+        what = f" (it refers to {unsupported.group(1)})" if unsupported else ""
+        return (
+            f"holds objects other than tensors and plain values{what}: not loaded, as loading it could run code "
+            "(genpo never writes such a file; it is corrupt or not a genpo checkpoint)"
+        )
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return f"is corrupt or truncated ({type(error).__name__}: {first[:200]})"
 
 
 def _encode(value):

@@ -7,3 +7,7 @@ class NonFiniteError(RuntimeError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, truncated or from another format."""
+
+
+class RunWriteError(RuntimeError):
+    """Writing the run directory failed (disk full, folder deleted or made read-only) mid-run."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -24,8 +23,6 @@ OPERATIVE_CONFIG_FILE = "operative_config.gin"
 RUN_RECORD_FILE = "run.json"
 CONFIG_CHANGES_FILE = "config_changes.md"
 CHECKPOINT_DIR = "checkpoints"
-# Files whose presence means a folder already holds a run (a sweep's own logs do not count).
-RUN_FILES = (CONFIG_FILE, RUN_RECORD_FILE, "metrics.csv", CHECKPOINT_DIR)
 
 
 class RunDirectoryError(ValueError):
@@ -72,25 +69,6 @@ def update_run_entries(run_dir: Path, update) -> dict:
     update(entries)
     atomic_write_text(path, json.dumps(entries, indent=2))
     return entries
-
-
-def holds_run(run_dir: Path) -> bool:
-    return any((Path(run_dir) / name).exists() for name in RUN_FILES)
-
-
-def prepare_new_run(run_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """An empty (or run-free) folder for a new run: a folder holding a run is refused unless
-    ``overwrite``, which deletes it first."""
-    run_dir = Path(run_dir)
-    if holds_run(run_dir):
-        if not overwrite:
-            raise RunDirectoryError(
-                f"{run_dir} already holds a run: continue it with `genpo train --resume {run_dir}`, "
-                "or start it over with --overwrite (deletes it)"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 def start_run(run_dir: Path, *, trainer: str, config_text: str, operative_text: str, target_iterations: int) -> RunRecord:

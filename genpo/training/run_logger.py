@@ -7,16 +7,21 @@ A resumed run continues from its checkpoint, so the logger starts by cutting eve
 the checkpoint's iteration: rows past it are dropped from ``metrics.csv`` (rewritten atomically)
 and TensorBoard is rebuilt from the kept rows (its event files cannot be cut), so the CSV,
 TensorBoard, the summary and the curve hold exactly the iterations the restored state has seen.
+Each row is appended with one write of the whole line, so a crash leaves at most a torn last line,
+which a resume drops (with a note); a resumed run whose metrics.csv is gone is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+import threading
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -46,10 +51,18 @@ class RunLogger:
         self.quiet = quiet
         self.total_iterations = total_iterations
         self.start_iteration = start_iteration
-        recorded = read_metrics(run_dir / METRICS_FILE)
+        metrics_path = run_dir / METRICS_FILE
+        if start_iteration > 0 and not metrics_path.is_file():
+            raise RunMetricsError(
+                f"{metrics_path} is missing, but the run's checkpoint is at iteration {start_iteration}: restore "
+                "the file (its rows up to that iteration) to continue, or start the run over with --overwrite"
+            )
+        recorded, torn = read_metrics_checked(metrics_path)
+        if torn is not None:
+            print(f"note: dropped the last line of {metrics_path}, cut short when the run stopped: {torn!r}", flush=True)
         self.rows = [row for row in recorded if row["iteration"] <= start_iteration]
         self.columns: list[str] = list(recorded[0]) if recorded else []
-        if len(self.rows) < len(recorded):
+        if len(self.rows) < len(recorded) or torn is not None:
             self._rewrite()
         if any((run_dir / name).exists() for name in (TENSORBOARD_DIR, TENSORBOARD_STAGING)):
             self._rebuild_tensorboard()
@@ -64,8 +77,10 @@ class RunLogger:
             self.columns += [key for key in metrics if key not in self.columns]
             self._rewrite()
         else:
-            with open(self.run_dir / METRICS_FILE, "a", newline="") as handle:
-                csv.DictWriter(handle, self.columns).writerow(metrics)
+            line = io.StringIO()
+            csv.DictWriter(line, self.columns).writerow(metrics)
+            with open(self.run_dir / METRICS_FILE, "ab") as handle:  # one write of the whole line
+                handle.write(line.getvalue().encode())
         _log_scalars(self.tensorboard, metrics)
         if math.isfinite(metrics["return_mean"]):
             self.last_return = metrics["return_mean"]
@@ -121,6 +136,28 @@ class RunLogger:
         return summary
 
 
+@contextlib.contextmanager
+def tensorboard_write_failures() -> Iterator[list[OSError]]:
+    """Within the block, an OSError in TensorBoard's background writer thread (its folder deleted, a full
+    disk) is appended to the yielded list instead of printing a thread traceback; the training loop
+    raises it as its own one-line failure."""
+    failures: list[OSError] = []
+    previous = threading.excepthook
+
+    def record(args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback else []
+        if isinstance(args.exc_value, OSError) and any("tensorboard" in frame.filename for frame in frames):
+            failures.append(args.exc_value)
+        else:
+            previous(args)
+
+    threading.excepthook = record
+    try:
+        yield failures
+    finally:
+        threading.excepthook = previous
+
+
 def _tensorboard_logger(run_dir: Path, name: str):
     from torchrl.record.loggers import TensorboardLogger
 
@@ -162,12 +199,40 @@ def summarize(rows: list[dict[str, float]]) -> dict:
     }
 
 
+class RunMetricsError(ValueError):
+    """A run's metrics.csv cannot be continued."""
+
+
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """The rows of a metrics.csv as floats (empty cells are NaN); no file gives no rows."""
+    """The rows of a metrics.csv (integers as ints, other numbers as floats, empty cells NaN); no file
+    gives no rows, and a last line cut short by a crash is left out."""
+    return read_metrics_checked(path)[0]
+
+
+def read_metrics_checked(path: Path) -> tuple[list[dict[str, float]], str | None]:
+    """:func:`read_metrics` and the torn last line it left out (None when the file ends with a whole row).
+
+    Rows are appended one whole line per write, so a crash can only leave the last line incomplete:
+    without its newline, or with fewer cells than the header.
+    """
     if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [{key: float(value) if value not in ("", None) else math.nan for key, value in row.items()} for row in csv.DictReader(handle)]
+        return [], None
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    torn = None
+    if len(lines) > 1 and (not lines[-1].endswith("\n") or lines[-1].count(",") != lines[0].count(",")):
+        torn = lines.pop().rstrip("\n")
+    rows = [{key: _number(value) for key, value in row.items()} for row in csv.DictReader(io.StringIO("".join(lines)))]
+    return rows, torn
+
+
+def _number(text: str | None) -> float:
+    if text in ("", None):
+        return math.nan
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def plot_learning_curve(rows: list[dict[str, float]], path: Path) -> None:

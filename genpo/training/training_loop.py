@@ -3,12 +3,14 @@ stop without losing more than the iteration in flight.
 
 Written once so that both trainers give the same guarantees: metrics and checkpoints stay
 consistent across a crash and ``--resume``, a signal ends the run with a checkpoint, a non-finite
-value stops it naming the last good checkpoint.
+value stops it naming the last good checkpoint, and a write that fails (a full disk, the run directory
+deleted under it) stops it in one line naming the last good checkpoint.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +18,13 @@ from typing import Protocol
 
 import torch
 
+from genpo.invocation import genpo_command
 from genpo.training.checkpoint import load_checkpoint
 from genpo.training.checkpoint_history import CheckpointHistory
 from genpo.training.data_parallel import SINGLE_PROCESS, DataParallel
-from genpo.training.errors import NonFiniteError
+from genpo.training.errors import NonFiniteError, RunWriteError
 from genpo.training.interrupts import InterruptGuard, TrainingInterrupted
-from genpo.training.run_logger import RunLogger
+from genpo.training.run_logger import RunLogger, tensorboard_write_failures
 from genpo.training.thread_policy import ThreadPolicy
 
 
@@ -118,37 +121,67 @@ def run_training(
             history.save(state, interval_return(logger.rows, saved_at))
         saved_at = trainable.iteration
 
+    def last_good() -> str:
+        return f"{history.latest} (iteration {saved_at})" if history.latest.is_file() else "none written yet"
+
     try:
-        for sink in sinks:
-            sink.start(run_dir, trainable.iteration)
-        with InterruptGuard() as interrupt:
-            for _ in range(iterations):
-                try:
-                    metrics = trainable.run_iteration()
-                except NonFiniteError as error:
-                    kept = f"{history.latest} (iteration {saved_at})" if history.latest.is_file() else "none written yet"
-                    raise NonFiniteError(f"{error}; run stopped, last good checkpoint: {kept}") from None
-                metrics["threads"] = torch.get_num_threads()
-                if logger is not None:
-                    logger.log(metrics)
-                for sink in sinks:
-                    sink.log(metrics)
-                change = threads.after_iteration() if threads is not None else None
-                if change and parallel.is_main:
-                    print(f"genpo: {change}", file=sys.stderr, flush=True)
-                stop_signal = parallel.max(interrupt.signum or 0)
-                if trainable.iteration % checkpoint_interval == 0 or stop_signal:
+        try:
+            for sink in sinks:
+                sink.start(run_dir, trainable.iteration)
+            with InterruptGuard() as interrupt, tensorboard_write_failures() as background_failures:
+                for _ in range(iterations):
+                    try:
+                        metrics = trainable.run_iteration()
+                    except NonFiniteError as error:
+                        raise NonFiniteError(f"{error}; run stopped, last good checkpoint: {last_good()}") from None
+                    metrics["threads"] = torch.get_num_threads()
+                    if logger is not None:
+                        if background_failures:
+                            raise background_failures[0]
+                        if not run_dir.is_dir():
+                            raise FileNotFoundError(2, "the run directory was deleted during training", str(run_dir))
+                        logger.log(metrics)
+                    for sink in sinks:
+                        sink.log(metrics)
+                    change = threads.after_iteration() if threads is not None else None
+                    if change and parallel.is_main:
+                        print(f"genpo: {change}", file=sys.stderr, flush=True)
+                    stop_signal = parallel.max(interrupt.signum or 0)
+                    if trainable.iteration % checkpoint_interval == 0 or stop_signal:
+                        checkpoint()
+                    if stop_signal:
+                        raise TrainingInterrupted(stop_signal, trainable.iteration, str(history.latest))
+                if saved_at != trainable.iteration:
                     checkpoint()
-                if stop_signal:
-                    raise TrainingInterrupted(stop_signal, trainable.iteration, str(history.latest))
-            if saved_at != trainable.iteration:
-                checkpoint()
-            finished = True
-    finally:
-        summary = logger.close() if logger is not None else {}
-        for sink in sinks:
-            sink.finish(summary, failed=not finished)
+                finished = True
+        finally:
+            summary = _close_after(logger, failing=sys.exc_info()[1] is not None) if logger is not None else {}
+            for sink in sinks:
+                sink.finish(summary, failed=not finished)
+    except OSError as error:
+        if not run_dir.is_dir():
+            raise RunWriteError(
+                f"the run directory {run_dir} was deleted during training (at iteration {trainable.iteration}); "
+                "run stopped, nothing more could be saved"
+            ) from None
+        where = os.fsdecode(error.filename) if isinstance(error.filename, (str, bytes, os.PathLike)) else run_dir
+        raise RunWriteError(
+            f"writing the run failed at iteration {trainable.iteration}: {error.strerror or error} ({where}); "
+            f"run stopped, last good checkpoint: {last_good()}; free the space and resume it with "
+            f"`{genpo_command()} train --resume {run_dir}`"
+        ) from None
     return summary
+
+
+def _close_after(logger: RunLogger, *, failing: bool) -> dict:
+    """``logger.close()``; when the run is already failing, a close that cannot write either (a full
+    disk) does not hide the first error."""
+    try:
+        return logger.close()
+    except OSError:
+        if failing:
+            return {}
+        raise
 
 
 class CheckpointedTrainer:
