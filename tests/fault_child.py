@@ -5,9 +5,11 @@ until killed (or until a second signal's KeyboardInterrupt).
 
 PHASE: ``collection`` (the 3rd env step of iteration ITERATION's rollout), ``update`` (the 2nd
 minibatch of its PPO update, after one optimiser step), ``checkpoint`` (half-way through writing
-the checkpoint of iteration ITERATION), or ``none``.
+the checkpoint of iteration ITERATION), ``disk-full`` (writing the checkpoint of iteration ITERATION
+fails with ENOSPC, as on a full disk; no pause), or ``none``.
 """
 
+import errno
 import io
 import signal
 import sys
@@ -59,6 +61,9 @@ def counted_loss_forward(self, tensordict):
 
 
 def half_written_save(obj, handle, *args, **kwargs):
+    if phase == "disk-full" and obj.get("iteration") == fault_iteration:
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write() raises it: no file name
     if phase == "checkpoint" and obj.get("iteration") == fault_iteration:
         buffer = io.BytesIO()
         save(obj, buffer, *args, **kwargs)

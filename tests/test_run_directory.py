@@ -81,7 +81,7 @@ def test_overwrite_starts_clean(tmp_path):
     assert tensorboard_steps(run_dir, "lr") == [128]
 
 
-def test_a_folder_with_only_foreign_files_is_not_a_run(tmp_path):
+def test_a_folder_holding_only_a_sweeps_logs_takes_a_new_run_and_keeps_them(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "sweep_stdout.log").write_text("a sweep's log")
