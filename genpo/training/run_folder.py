@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 
 from genpo.invocation import genpo_command
-from genpo.training.run_directory import RUN_RECORD_FILE, CONFIG_FILE, RunDirectoryError
+from genpo.training.provenance import GIT_DIFF_FILE
+from genpo.training.run_directory import CONFIG_FILE, RUN_RECORD_FILE, RunDirectoryError
 
 LOCK_FILE = "run.lock"
 SWEEP_FILES = frozenset({"sweep_run.json", "sweep_stdout.log", "sweep_stderr.log"})
@@ -37,6 +38,8 @@ GENPO_ENTRIES = frozenset(
         "exported",
         "evaluation.json",
         "rsl_rl_config.json",
+        GIT_DIFF_FILE,
+        "wandb",  # the W&B client's own folder (genpo.run.logger = 'wandb')
         LOCK_FILE,
         *SWEEP_FILES,
     }
