@@ -282,6 +282,58 @@ def test_two_tuners_on_one_study_share_the_budget(tmp_path):
         assert len(trials) == spec.trials and all(trial.state == optuna.trial.TrialState.COMPLETE for trial in trials)
 
 
+def test_two_tuners_asking_at_once_never_take_the_same_queued_trial(tmp_path):
+    """Optuna takes a queued trial by checking then setting its state, and SQLite ignores the row lock that
+    makes this atomic on a database server: two tuners asking at once, each on its own connection, must
+    still take different trials, every round."""
+    spec = write(tmp_path, spec_text(tmp_path, extra='pruner = "none"').replace("trials = 4", "trials = 40"))
+    storages, rounds = [tune.open_storage(spec), tune.open_storage(spec)], 10
+    contender = spec.contenders[0]
+    study = tune.load_study(spec, storages[0], contender, create=True)  # queues the default as trial 0
+    for _ in range(2 * rounds - 1):
+        study.enqueue_trial(contender.defaults)
+    taken, errors, together = [], [], threading.Barrier(2)
+
+    def tuner(storage):
+        try:
+            for _ in range(rounds):
+                together.wait()
+                taken.append(tune.next_trial(spec, storage, contender).trial.number)
+        except Exception as error:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(error)
+            together.abort()
+
+    threads = [threading.Thread(target=tuner, args=(storage,)) for storage in storages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(taken) == 2 * rounds and len(set(taken)) == len(taken), sorted(taken)
+
+
+def test_a_tuner_never_updates_a_trial_another_tuner_queued_again(tmp_path):
+    """A tuner that stalled past two heartbeats finds its trial failed and queued again by another tuner:
+    it drops the trial without writing to it, and the retry keeps the trial's parameters and run dirs."""
+    spec = write(tmp_path, spec_text(tmp_path, extra='pruner = "none"'))
+    mine, other = tune.open_storage(spec), tune.open_storage(spec)
+    contender = spec.contenders[0]
+    tune.load_study(spec, mine, contender, create=True)
+    entry = tune.next_trial(spec, mine, contender)
+    # what the other tuner's fail_stale_trials does with a trial whose heartbeat lapsed
+    study = tune.load_study(spec, other, contender)
+    assert other.set_trial_state_values(entry.trial._trial_id, optuna.trial.TrialState.FAIL)
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, other.get_trial(entry.trial._trial_id))
+    lines = []
+    tune.run_generation(spec, mine, [entry], fake_runner(by_epochs, []), lines.append)
+    assert lines == [f"lost  {entry.label}: its heartbeat lapsed, another process failed it and queued it again"]
+    dropped, retry = study.get_trials(deepcopy=False)
+    assert dropped.state == optuna.trial.TrialState.FAIL and "point" not in dropped.user_attrs and not dropped.intermediate_values
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.system_attrs["retry_history"] == [dropped.number]
+    retried = tune.next_trial(spec, other, contender)
+    assert retried.trial.number == retry.number and retried.params == entry.params and retried.run_key == entry.run_key
+
+
 def test_the_report_rebuilds_from_the_database_alone(tmp_path):
     spec = write(tmp_path, spec_text(tmp_path, extra='pruner = "none"'))
     storage = tune.open_storage(spec)

@@ -12,9 +12,10 @@ The contenders advance in lockstep, one trial each at a time, so that every cont
 number of trials and env steps. A killed ``genpo tune`` resumes: its unfinished trials go back to the
 queue when their heartbeat lapses (at once after Ctrl-C or SIGTERM) and continue in the same run
 directories. Several processes may tune one study; each takes the next trial from the storage, none
-takes more than the budget. When every trial has ended, each contender's chosen configuration (the
-spec's selection rule) is trained on the validation tasks and seeds (``OUT/validation/``), the results
-are stored with the study, and ``OUT/report.md`` is written (:mod:`~genpo.experiments.tune_report`).
+takes more than the budget, and only the process that took a trial runs and ends it. When every trial
+has ended, each contender's chosen configuration (the spec's selection rule) is trained on the
+validation tasks and seeds (``OUT/validation/``), the results are stored with the study, and
+``OUT/report.md`` is written (:mod:`~genpo.experiments.tune_report`).
 
 ``optuna`` is an optional dependency (the ``tune`` extra), imported only here and in the report.
 """
@@ -63,19 +64,51 @@ def study_name(spec: TuneSpec, contender: Contender) -> str:
     return f"{spec.study}.{contender.name}"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for another database or an in-memory one)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 def open_storage(spec: TuneSpec, url: str | None = None):
     """Optuna's RDB storage at ``url`` (default: the spec's), with a heartbeat: a trial whose process
     stopped answering for two heartbeats is failed and queued again (same parameters, same run dirs)."""
     optuna = import_optuna()
     url = url or spec.storage
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if (database := sqlite_file(url)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(
         url,
         heartbeat_interval=spec.heartbeat_seconds,
         grace_period=2 * spec.heartbeat_seconds,
         heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
     )
+
+
+@contextlib.contextmanager
+def trial_states_lock(storage) -> Iterator[None]:
+    """Held, one process or thread at a time, while taking a trial (a queued or a new one), failing stale
+    trials and queueing them again, and recording or ending a taken trial.
+
+    Optuna checks a trial's state and then sets it, relying on the database to lock the trial's row
+    (``SELECT ... FOR UPDATE``). SQLite ignores that clause, so two processes could both take the same
+    queued trial, both retry the same stale one, or one could end a trial the other just failed as stale.
+    For SQLite an exclusive lock on ``<database>.lock`` makes those steps one at a time (SQLite serves
+    one machine, where the lock holds); a database server locks the row itself."""
+    database = sqlite_file(storage.url)
+    if database is None:
+        yield
+        return
+    with open(database.with_name(database.name + ".lock"), "a") as handle:  # flock: exclusive across threads too
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_study(spec: TuneSpec, storage, contender: Contender, *, create: bool = False):
@@ -179,25 +212,26 @@ def next_trial(spec: TuneSpec, storage, contender: Contender) -> ActiveTrial | N
     """The contender's next trial (a queued one first), or None when its budget is used."""
     optuna = import_optuna()
     study = load_study(spec, storage, contender)
-    optuna.storages.fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False)
-    waiting = any(trial.state == optuna.trial.TrialState.WAITING for trial in trials)
-    if not waiting and len(counted_trials(trials)) >= spec.trials:
-        return None
-    trial = study.ask()
-    frozen = study._storage.get_trial(trial._trial_id)
-    if _is_fresh(frozen):
-        earlier = [other for other in counted_trials(study.get_trials(deepcopy=False)) if other.number < trial.number]
-        if len(earlier) >= spec.trials:  # another process took the last trial first
-            trial.set_user_attr("over_budget", True)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    with trial_states_lock(storage):
+        optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(trial.state == optuna.trial.TrialState.WAITING for trial in trials)
+        if not waiting and len(counted_trials(trials)) >= spec.trials:
             return None
-    storage.record_heartbeat(trial._trial_id)
-    params = {dimension.binding: dimension.suggest(trial) for dimension in contender.search}
-    run_key = frozen.user_attrs.get("run_key", trial.number)
-    bindings = contender.trial_bindings(params)
-    trial.set_user_attr("run_key", run_key)
-    trial.set_user_attr("bindings", list(bindings))
+        trial = study.ask()
+        frozen = storage.get_trial(trial._trial_id)
+        if _is_fresh(frozen):
+            earlier = [other for other in counted_trials(study.get_trials(deepcopy=False)) if other.number < trial.number]
+            if len(earlier) >= spec.trials:  # another process took the last trial first
+                trial.set_user_attr("over_budget", True)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                return None
+        storage.record_heartbeat(trial._trial_id)
+        params = {dimension.binding: dimension.suggest(trial) for dimension in contender.search}
+        run_key = frozen.user_attrs.get("run_key", trial.number)
+        bindings = contender.trial_bindings(params)
+        trial.set_user_attr("run_key", run_key)
+        trial.set_user_attr("bindings", list(bindings))
     iterations = {task: run_iterations(spec, contender, task, [*spec.bindings, *bindings]) for task in spec.tuning.tasks}
     return ActiveTrial(contender, study, trial, params, run_key, iterations)
 
@@ -279,10 +313,9 @@ def _record_progress(entry: ActiveTrial, jobs: Sequence[Job], point: int, points
 Runner = Callable[[SweepSpec], list[JobResult]]
 
 
-def run_generation(spec: TuneSpec, active: list[ActiveTrial], runner: Runner, say: Callable[[str], None]) -> None:
+def run_generation(spec: TuneSpec, storage, active: list[ActiveTrial], runner: Runner, say: Callable[[str], None]) -> None:
     """Advance one trial per contender through the pruning points, telling Optuna how each ended."""
     optuna = import_optuna()
-    states = optuna.trial.TrialState
     points = spec.pruning_points
     for point in range(1, points + 1):
         if not active:
@@ -297,48 +330,70 @@ def run_generation(spec: TuneSpec, active: list[ActiveTrial], runner: Runner, sa
         refuse_stale_runs(jobs)
         results = runner(sweep)
         still = []
-        for entry in active:
-            names = {entry.variant_name(task) for task in spec.tuning.tasks}
-            failed = [result for result in results if result.job.variant.name in names and result.status == "failed"]
-            if failed:
-                entry.trial.set_user_attr("error", f"{failed[0].job.label} (exit code {failed[0].returncode}): {failed[0].stderr_tail[-500:]}")
-                entry.study.tell(entry.trial, state=states.FAIL)
-                say(f"FAIL  {entry.label}: {failed[0].job.label} failed")
-                continue
-            task_finals = _record_progress(entry, jobs, point, points, spec.last_k)
-            value = normalized_objective(task_finals, spec.references)
-            if not math.isfinite(value):
-                if point < points:
-                    still.append(entry)
-                    continue
-                entry.trial.set_user_attr("error", "no finite return on some task")
-                entry.study.tell(entry.trial, state=states.FAIL)
-                say(f"FAIL  {entry.label}: no finite return on some task")
-                continue
-            entry.trial.report(value, point)
-            if point < points and entry.trial.should_prune():
-                entry.study.tell(entry.trial, state=states.PRUNED)
-                say(f"prune {entry.label} at point {point}/{points}: objective {value:.3f}")
-            elif point == points:
-                entry.study.tell(entry.trial, value)
-                say(f"done  {entry.label}: objective {value:.3f} {_params_text(entry.params)}")
-            else:
-                still.append(entry)
+        with trial_states_lock(storage):
+            for entry in active:
+                try:
+                    lost = not _is_running(entry)
+                    if not lost and _end_point(spec, entry, results, jobs, point, say):
+                        still.append(entry)
+                except optuna.exceptions.UpdateFinishedTrialError:  # a database server refuses the update itself
+                    lost = True
+                if lost:  # this process stalled past two heartbeats: the trial is another process's now
+                    say(f"lost  {entry.label}: its heartbeat lapsed, another process failed it and queued it again")
         active = still
+
+
+def _end_point(spec: TuneSpec, entry: ActiveTrial, results: Sequence[JobResult], jobs: Sequence[Job], point: int,
+               say: Callable[[str], None]) -> bool:  # fmt: skip
+    """Record the trial at this pruning point and tell Optuna when it ended there; True while it goes on."""
+    states = import_optuna().trial.TrialState
+    points = spec.pruning_points
+    names = {entry.variant_name(task) for task in spec.tuning.tasks}
+    failed = [result for result in results if result.job.variant.name in names and result.status == "failed"]
+    if failed:
+        entry.trial.set_user_attr("error", f"{failed[0].job.label} (exit code {failed[0].returncode}): {failed[0].stderr_tail[-500:]}")
+        entry.study.tell(entry.trial, state=states.FAIL)
+        say(f"FAIL  {entry.label}: {failed[0].job.label} failed")
+        return False
+    task_finals = _record_progress(entry, jobs, point, points, spec.last_k)
+    value = normalized_objective(task_finals, spec.references)
+    if not math.isfinite(value):
+        if point < points:
+            return True
+        entry.trial.set_user_attr("error", "no finite return on some task")
+        entry.study.tell(entry.trial, state=states.FAIL)
+        say(f"FAIL  {entry.label}: no finite return on some task")
+        return False
+    entry.trial.report(value, point)
+    if point < points and entry.trial.should_prune():
+        entry.study.tell(entry.trial, state=states.PRUNED)
+        say(f"prune {entry.label} at point {point}/{points}: objective {value:.3f}")
+        return False
+    if point == points:
+        entry.study.tell(entry.trial, value)
+        say(f"done  {entry.label}: objective {value:.3f} {_params_text(entry.params)}")
+        return False
+    return True
 
 
 def _params_text(params: dict) -> str:
     return "(" + ", ".join(f"{key} = {value!r}" for key, value in params.items()) + ")"
 
 
-def requeue(active: Sequence[ActiveTrial]) -> None:
-    """Interrupted: fail the active trials and queue each again at once (same parameters and run dirs)."""
+def _is_running(entry: ActiveTrial) -> bool:
+    optuna = import_optuna()
+    return entry.study._storage.get_trial(entry.trial._trial_id).state == optuna.trial.TrialState.RUNNING
+
+
+def requeue(storage, active: Sequence[ActiveTrial]) -> None:
+    """Interrupted: fail the active trials still running and queue each again at once (same parameters and run dirs)."""
     optuna = import_optuna()
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
-    for entry in active:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
-            entry.study.tell(entry.trial, state=optuna.trial.TrialState.FAIL)
-            retry(entry.study, entry.study._storage.get_trial(entry.trial._trial_id))
+    with trial_states_lock(storage):
+        for entry in (entry for entry in active if _is_running(entry)):
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+                entry.study.tell(entry.trial, state=optuna.trial.TrialState.FAIL)
+                retry(entry.study, storage.get_trial(entry.trial._trial_id))
 
 
 def unfinished_elsewhere(spec: TuneSpec, storage) -> int:
@@ -348,7 +403,8 @@ def unfinished_elsewhere(spec: TuneSpec, storage) -> int:
     count = 0
     for contender in spec.contenders:
         study = load_study(spec, storage, contender)
-        optuna.storages.fail_stale_trials(study)
+        with trial_states_lock(storage):
+            optuna.storages.fail_stale_trials(study)
         count += sum(trial.state in states for trial in study.get_trials(deepcopy=False))
     return count
 
@@ -374,15 +430,10 @@ def tune_studies(spec: TuneSpec, storage, runner: Runner, say: Callable[[str], N
             say(f"start {entry.label} {_params_text(entry.params)}")
         with heartbeat(storage, active, spec.heartbeat_seconds):
             try:
-                run_generation(spec, active, runner, say)
+                run_generation(spec, storage, active, runner, say)
             except BaseException:
-                requeue([entry for entry in active if _is_running(entry)])
+                requeue(storage, active)
                 raise
-
-
-def _is_running(entry: ActiveTrial) -> bool:
-    optuna = import_optuna()
-    return entry.study._storage.get_trial(entry.trial._trial_id).state == optuna.trial.TrialState.RUNNING
 
 
 # --------------------------------------------------------------------------------------- selection
