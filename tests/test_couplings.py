@@ -216,3 +216,22 @@ def test_numeric_log_det_flow_equals_analytic(coupling, batch_shape):
     torch.testing.assert_close(recovered, noise, rtol=0, atol=1e-12)
     torch.testing.assert_close(numeric_log_det, analytic_log_det, rtol=0, atol=1e-10)
     torch.testing.assert_close(numeric_inverse_log_det, analytic_log_det, rtol=0, atol=1e-10)
+
+
+def test_leapfrog_alternates_the_update_order():
+    """Even steps update x first like the plain coupling; odd steps are the plain step with x and y swapped."""
+    leapfrog, plain = registry.get("coupling", "leapfrog")(0.8), registry.get("coupling", "genpo")(0.8)
+    x, y = torch.randn(2, 5, 3, dtype=torch.float64).unbind(0)
+
+    def velocity(z):
+        return torch.sin(3.0 * z) + z.pow(2)
+
+    for step in (0, 2):
+        x_even, y_even, _ = leapfrog.forward_step(x, y, velocity, 0.3, step)
+        x_plain, y_plain, _ = plain.forward_step(x, y, velocity, 0.3, step)
+        assert torch.equal(x_even, x_plain) and torch.equal(y_even, y_plain)
+    for step in (1, 3):
+        x_odd, y_odd, _ = leapfrog.forward_step(x, y, velocity, 0.3, step)
+        y_swapped, x_swapped, _ = plain.forward_step(y, x, velocity, 0.3, step)
+        assert torch.equal(x_odd, x_swapped) and torch.equal(y_odd, y_swapped)
+        assert not torch.allclose(x_odd, plain.forward_step(x, y, velocity, 0.3, step)[0])

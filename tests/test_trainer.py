@@ -243,3 +243,23 @@ def test_missing_required_value_fails_before_training(tmp_path):
     with pytest.raises(RuntimeError, match=r"Required bindings for `build_env` not provided in config: \['name'"):
         new_experiment(run_dir, ["policies/genpo.gin", "algorithms/ppo.gin"], ["genpo.run.iterations = 1"])
     assert not (run_dir / "metrics.csv").exists()
+
+
+# ------------------------------------------------------------------------------ gradient clipping
+def test_every_parameter_group_is_clipped_to_max_grad_norm(tmp_path, make_tiny_experiment, monkeypatch):
+    """Before each optimiser step the actor's and the critic's gradients each have norm <= max_grad_norm;
+    with a bound this small every step's gradients were larger, so each norm sits at the bound."""
+    trainer, _ = make_tiny_experiment(tmp_path / "run", extra=["genpo.trainer.max_grad_norm = 0.01"])
+    norms: list[list[float]] = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        groups = trainer.optimizer.param_groups
+        norms.append([torch.nn.utils.get_total_norm([p.grad for p in group["params"]]).item() for group in groups])
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.optimizer, "step", recording_step)
+    trainer.run_iteration()
+    assert len(norms) == trainer.settings.epochs * trainer.settings.minibatches
+    assert max(max(group_norms) for group_norms in norms) <= 0.01 * (1 + 1e-5)
+    assert min(max(group_norms) for group_norms in norms) > 0.0099
