@@ -2,8 +2,9 @@
 
 Library modules register their classes at import time with :func:`register`; :func:`discover` imports
 every module of a package so that adding a component is adding a file (``genpo.components`` and
-``genpo.envs`` discover their modules when imported). A kind may declare class attributes its
-components must state explicitly (:func:`require_attribute`), checked when each class registers. The
+``genpo.envs`` discover their modules when imported). Every kind has a contract (:func:`require_contract`:
+a base class or a ``typing.Protocol``) and may declare class attributes its components must state
+explicitly (:func:`require_attribute`); both are checked when each class registers. The
 composition layer (``genpo.builders``) exposes every registered class to gin. The registry knows nothing
 about gin, torch or any component: it is the bottom layer of the package.
 """
@@ -13,13 +14,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Collection
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T", bound=type)
 
 _REGISTRY: dict[str, dict[str, type]] = {}
 # kind -> attribute -> (required type, why it is required): see require_attribute.
 _REQUIRED: dict[str, dict[str, tuple[type, str]]] = {}
+# kind -> the base class or Protocol its components satisfy: see require_contract.
+_CONTRACTS: dict[str, type] = {}
 
 
 class RegistryError(KeyError):
@@ -37,6 +40,7 @@ def register(kind: str, name: str) -> Callable[[T], T]:
     """
 
     def decorate(cls: T) -> T:
+        _check_contract(kind, name, cls)
         _check_required_attributes(kind, name, cls)
         table = _REGISTRY.setdefault(kind, {})
         existing = table.get(name)
@@ -64,6 +68,38 @@ def require_attribute(kind: str, attribute: str, attribute_type: type, why: str)
     _REQUIRED.setdefault(kind, {})[attribute] = (attribute_type, why)
     for name, cls in _REGISTRY.get(kind, {}).items():
         _check_required_attributes(kind, name, cls)
+
+
+def require_contract(kind: str, contract: type) -> None:
+    """Every class registered as ``kind`` satisfies ``contract``, checked when it registers.
+
+    A ``typing.Protocol`` is checked structurally: the class defines every method and property the
+    protocol declares (inherited ones count; a member left abstract, or bound to a private placeholder
+    such as ``nn.Module``'s unimplemented ``forward``, does not). Attributes the protocol only annotates
+    are set per instance and are checked by the kind's contract tests. Any other class is a base class:
+    the component subclasses it and leaves none of its abstract methods unimplemented. Checked for every
+    class registered later and for those already registered.
+    """
+    _CONTRACTS[kind] = contract
+    for name, cls in _REGISTRY.get(kind, {}).items():
+        _check_contract(kind, name, cls)
+
+
+def contract(kind: str) -> type | None:
+    """The contract of ``kind`` (see :func:`require_contract`), or None when it has none."""
+    return _CONTRACTS.get(kind)
+
+
+def contract_members(contract: type) -> list[str]:
+    """The methods and properties a ``typing.Protocol`` declares (its own and its protocol bases'), sorted."""
+    members: set[str] = set()
+    for base in contract.__mro__:
+        if base in (Protocol, object) or not getattr(base, "_is_protocol", False):
+            continue
+        members.update(
+            name for name, value in vars(base).items() if not name.startswith("_") and (callable(value) or isinstance(value, property))
+        )
+    return sorted(members)
 
 
 def required_attributes(kind: str) -> dict[str, type]:
@@ -126,6 +162,36 @@ def _table(kind: str) -> dict[str, type]:
     if kind not in _REGISTRY:
         raise RegistryError(f"unknown component kind {kind!r}; registered kinds: {', '.join(kinds())}")
     return _REGISTRY[kind]
+
+
+def _check_contract(kind: str, name: str, cls: type) -> None:
+    contract = _CONTRACTS.get(kind)
+    if contract is None:
+        return
+    culprit = f"{kind} {name!r} ({_qualified_name(cls)})"
+    if getattr(contract, "_is_protocol", False):
+        missing = [member for member in contract_members(contract) if not _implements(cls, member)]
+        if missing:
+            raise RegistryError(f"{culprit} does not satisfy {contract.__name__}: it lacks {', '.join(missing)}")
+        return
+    if not (isinstance(cls, type) and issubclass(cls, contract)):
+        raise RegistryError(f"{culprit} must subclass {_qualified_name(contract)}")
+    abstract = sorted(getattr(cls, "__abstractmethods__", ()))
+    if abstract:
+        raise RegistryError(f"{culprit} leaves abstract methods of {contract.__name__} unimplemented: {', '.join(abstract)}")
+
+
+def _implements(cls: type, member: str) -> bool:
+    """Whether ``cls`` has ``member``, neither abstract nor a private placeholder function (a public name
+    bound to a function named ``_...``, as ``nn.Module.forward`` is until a subclass defines it)."""
+    for base in cls.__mro__:
+        if member in vars(base):
+            value = vars(base)[member]
+            if getattr(value, "__isabstractmethod__", False) or getattr(base, "_is_protocol", False):
+                return False
+            function_name = getattr(value, "__name__", member)
+            return not (function_name.startswith("_") and not member.startswith("_"))
+    return False
 
 
 def _check_required_attributes(kind: str, name: str, cls: type) -> None:

@@ -1,4 +1,4 @@
-"""The component registry, module discovery, required class attributes, and exposure to gin as ``@<kind>.<name>``."""
+"""The component registry, module discovery, contracts, required class attributes, and exposure to gin as ``@<kind>.<name>``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def empty_registry(monkeypatch):
     """An empty registry for the duration of one test; the library's registrations are left untouched."""
     monkeypatch.setattr(registry, "_REGISTRY", {})
     monkeypatch.setattr(registry, "_REQUIRED", {})
+    monkeypatch.setattr(registry, "_CONTRACTS", {})
 
 
 def make_class(name: str, module: str) -> type:
@@ -180,3 +181,59 @@ def probe(component=None):
 def test_every_component_is_reachable_from_gin(kind, name, cls):
     parse_config(bindings=[f"test_registry.probe.component = @{kind}.{name}"])
     assert issubclass(probe(), cls)
+
+
+# ------------------------------------------------------------------------------ contracts
+def test_every_registered_kind_has_a_contract():
+    assert [kind for kind in registry.kinds() if registry.contract(kind) is None] == []
+
+
+def test_a_protocol_contract_names_what_the_class_lacks(empty_registry):
+    from typing import Protocol
+
+    class Widget(Protocol):
+        def spin(self) -> None: ...
+
+        @property
+        def size(self) -> int: ...
+
+    registry.require_contract("widget", Widget)
+    assert registry.contract_members(Widget) == ["size", "spin"]
+    with pytest.raises(registry.RegistryError, match=r"^widget 'bare' \(pkg\.Bare\) does not satisfy Widget: it lacks size, spin$"):
+        registry.register("widget", "bare")(make_class("Bare", "pkg"))
+    placeholder = type("Placeholder", (), {"__module__": "pkg", "spin": lambda self: None, "size": 1})
+    registry.register("widget", "structural")(placeholder)  # structural: no need to subclass the protocol
+    with pytest.raises(registry.RegistryError, match="it lacks spin$"):  # a private stand-in does not count
+        registry.register("widget", "stub")(type("Stub", (), {"__module__": "pkg", "spin": _unimplemented, "size": 1}))
+    assert registry.names("widget") == ["structural"]
+
+
+def _unimplemented(self): ...
+
+
+def test_a_base_class_contract_requires_a_concrete_subclass(empty_registry):
+    import abc
+
+    class Base(abc.ABC):
+        @abc.abstractmethod
+        def run(self): ...
+
+    registry.register("gadget", "unrelated")(make_class("Unrelated", "pkg"))
+    with pytest.raises(registry.RegistryError, match=r"gadget 'unrelated' \(pkg\.Unrelated\) must subclass .*Base$"):
+        registry.require_contract("gadget", Base)  # also checked for classes already registered
+    registry._REGISTRY["gadget"].clear()
+    with pytest.raises(registry.RegistryError, match=r"leaves abstract methods of Base unimplemented: run$"):
+        registry.register("gadget", "abstract")(type("Abstract", (Base,), {"__module__": "pkg"}))
+    registry.register("gadget", "concrete")(type("Concrete", (Base,), {"__module__": "pkg", "run": lambda self: 1}))
+    assert registry.names("gadget") == ["concrete"]
+
+
+def test_a_library_component_missing_its_contract_fails_at_registration():
+    import torch
+
+    with pytest.raises(registry.RegistryError, match=r"advantage 'bare' \(pkg\.Bare\) does not satisfy AdvantageEstimator: it lacks forward"):
+        registry.register("advantage", "bare")(type("Bare", (torch.nn.Module,), {"__module__": "pkg"}))
+    env_base = registry.contract("env")
+    with pytest.raises(registry.RegistryError, match=r"leaves abstract methods of BatchedEnv unimplemented: load_state_dict, reset, state_dict, step"):
+        registry.register("env", "bare")(type("Bare", (env_base,), {"__module__": "pkg"}))
+    assert "bare" not in registry.names("advantage") + registry.names("env")

@@ -28,6 +28,8 @@ import abc
 import torch
 from tensordict import TensorDict
 
+from genpo.registry import require_contract
+
 
 class BatchedEnv(abc.ABC):
     """A batch of ``num_envs`` independent episodes stepped together, with auto-reset in ``step``."""
@@ -85,3 +87,8 @@ def env_name(env: BatchedEnv) -> str:
         if isinstance(getattr(env, attribute, None), str):
             return f"{prefix}{getattr(env, attribute)}"
     return type(env).__name__
+
+
+# Every registered env is a BatchedEnv with all of its abstract methods implemented (checked at
+# registration); check_batched_env (genpo/envs/checks.py) checks the behaviour the types cannot state.
+require_contract("env", BatchedEnv)

@@ -3,7 +3,7 @@
 Every rank steps its own env batch (``num_envs`` per rank, seed + rank) and all ranks keep identical
 networks: the gradients and the KL that drives the learning rate are averaged over ranks before
 clipping and the optimiser step, the normalisers combine their batch moments over ranks
-(:class:`~genpo.components.normalizers.running_moments.RunningMoments`), and after every iteration
+(:meth:`DataParallel.combine_moments`, which the trainer hands to their running moments), and after every iteration
 the trainer checks that every rank's parameters equal rank 0's. Rank 0 alone writes the run
 directory. Advantages are standardised per rank (over that rank's rollout).
 
@@ -82,6 +82,25 @@ class DataParallel:
         tensor = torch.tensor([value], dtype=torch.int64)  # a CPU tensor: gloo carries it
         distributed.all_reduce(tensor, op=distributed.ReduceOp.MAX)
         return int(tensor.item())
+
+    def combine_moments(
+        self, count: float, mean: torch.Tensor, variance: torch.Tensor
+    ) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """The count, mean and (population) variance of the union of every rank's batch, from each rank's
+        own; every rank combines the same gathered moments in rank order, so all get bit-identical
+        results. The normalisers' running moments call it on every update (``RunningMoments.combine``)."""
+        if not self.active:
+            return count, mean, variance
+        size = torch.tensor([float(count)], dtype=torch.float64, device=mean.device)
+        packed = torch.cat([size, mean.reshape(-1), variance.reshape(-1)])
+        gathered = [torch.empty_like(packed) for _ in range(self.world_size)]
+        distributed.all_gather(gathered, packed)
+        stacked = torch.stack(gathered)
+        counts, means, variances = stacked[:, :1], stacked[:, 1 : 1 + mean.numel()], stacked[:, 1 + mean.numel() :]
+        total = counts.sum()
+        combined_mean = (counts * means).sum(0) / total
+        combined_variance = (counts * (variances + (means - combined_mean).pow(2))).sum(0) / total
+        return total.item(), combined_mean.reshape(mean.shape), combined_variance.reshape(variance.shape)
 
     def broadcast_from_main(self, tensors: Iterable[torch.Tensor]) -> None:
         """Overwrite ``tensors`` with rank 0's (networks initialised from different seeds start equal)."""

@@ -6,8 +6,9 @@ import warnings
 
 import torch
 from tensordict import TensorDict
-from torch import nn
 
+from genpo.components.actors.base import Actor
+from genpo.components.contracts import Critic, Normalizer, RewardScaler
 from genpo.envs.base import BatchedEnv, env_name
 from genpo.training.episodes import EpisodeTracker
 from genpo.training.errors import NonFiniteError
@@ -35,11 +36,11 @@ class RolloutCollector:
     def __init__(
         self,
         env: BatchedEnv,
-        actor: nn.Module,
-        critic: nn.Module,
-        observation_normalizer: nn.Module,
-        critic_observation_normalizer: nn.Module | None,
-        reward_scaler: nn.Module,
+        actor: Actor,
+        critic: Critic,
+        observation_normalizer: Normalizer,
+        critic_observation_normalizer: Normalizer | None,
+        reward_scaler: RewardScaler,
         steps_per_env: int,
     ):
         self.env = env

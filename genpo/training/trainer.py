@@ -12,6 +12,8 @@ from tensordict import TensorDict
 from torch import nn
 
 from genpo.components.actors.base import Actor
+from genpo.components.contracts import AdvantageEstimator, Critic, Loss, Normalizer, RewardScaler
+from genpo.components.optim.lr_controllers import LRController
 from genpo.envs.base import BatchedEnv
 from genpo.training import data_parallel
 from genpo.training.checkpoint import load_module_state, restore_rng_state, rng_state
@@ -54,9 +56,9 @@ class PPOSettings:
     evaluation_episodes: int = attrs.field(default=10, validator=positive)
 
 
-def check_lr_controller_fits(actor: Actor, lr_controller: nn.Module) -> None:
+def check_lr_controller_fits(actor: Actor, lr_controller: LRController) -> None:
     """Refuse a KL-driven lr controller for an actor without a likelihood: its KL estimate is no KL."""
-    if getattr(lr_controller, "uses_kl", False) and not actor.has_likelihood:
+    if lr_controller.uses_kl and not actor.has_likelihood:
         raise ValueError(
             f"{_component_name(actor)} has no likelihood (its log_prob is a surrogate), so its KL estimate "
             f"cannot drive {_component_name(lr_controller)}; bind a fixed learning rate instead: "
@@ -73,8 +75,8 @@ def _component_name(component: object) -> str:
 class Trainer(CheckpointedTrainer):
     """Owns the run: networks, optimiser, lr controller, normalisers, collector and run directory.
 
-    Depends only on the actor contract, the critic's ``compute``, a ``LossModule`` that returns
-    ``loss_*`` terms plus detached diagnostics, among them the KL that drives the lr under the key
+    Depends only on the contracts of its components (:mod:`genpo.components.contracts`): a loss that
+    returns ``loss_*`` terms plus detached diagnostics, among them the KL that drives the lr under the key
     ``loss.kl_key`` (``loss.start_update()`` runs before each update), and the env seam. Under
     torchrun it is one rank of a data-parallel run (:mod:`genpo.training.data_parallel`): metrics and env steps are over
     all ranks, and a checkpoint holds every rank's env, episodes, return scaler and RNG.
@@ -87,13 +89,13 @@ class Trainer(CheckpointedTrainer):
         *,
         env: BatchedEnv,
         actor: Actor,
-        critic: nn.Module,
-        loss: nn.Module,
-        advantage: nn.Module,
-        lr_controller: nn.Module,
-        observation_normalizer: nn.Module,
-        critic_observation_normalizer: nn.Module | None,
-        reward_scaler: nn.Module,
+        critic: Critic,
+        loss: Loss,
+        advantage: AdvantageEstimator,
+        lr_controller: LRController,
+        observation_normalizer: Normalizer,
+        critic_observation_normalizer: Normalizer | None,
+        reward_scaler: RewardScaler,
         settings: PPOSettings,
         run_dir: str | Path,
         exploration_schedule: nn.Module | None = None,
@@ -143,6 +145,9 @@ class Trainer(CheckpointedTrainer):
         self.env_steps = 0
         self.parallel = data_parallel.current()
         self.parallel.broadcast_from_main([*actor.parameters(), *critic.parameters()])
+        if self.parallel.active:
+            for moments in self._running_moments:
+                moments.combine = self.parallel.combine_moments
 
     # ----------------------------------------------------------------------------------- one iteration
     def run_iteration(self) -> dict[str, float]:
@@ -210,10 +215,7 @@ class Trainer(CheckpointedTrainer):
         """Every rank's finished episodes and the ranks' mean update metrics, after checking the
         guarantee of data-parallel training: every rank holds rank 0's parameters and normaliser
         statistics (``rank_difference``, the largest deviation found, is logged: 0)."""
-        shared = [*self._parameters]
-        for module in (self.observation_normalizer, self.critic_observation_normalizer, self.reward_scaler):
-            moments = getattr(module, "moments", None)
-            shared += [] if moments is None else list(moments.buffers())
+        shared = [*self._parameters, *(buffer for moments in self._running_moments for buffer in moments.buffers())]
         difference = self.parallel.difference_from_main(shared)
         if difference != 0.0:
             raise DataParallelError(
@@ -265,6 +267,12 @@ class Trainer(CheckpointedTrainer):
     @property
     def _parameters(self) -> list[nn.Parameter]:
         return [parameter for group in self.optimizer.param_groups for parameter in group["params"]]
+
+    @property
+    def _running_moments(self) -> list[nn.Module]:
+        """The running moments (``moments``) of the normalisers and the reward scaler that keep any."""
+        modules = (self.observation_normalizer, self.critic_observation_normalizer, self.reward_scaler)
+        return [module.moments for module in modules if getattr(module, "moments", None) is not None]
 
     def _set_learning_rate(self, learning_rate: float) -> None:
         self.optimizer.param_groups[0]["lr"] = learning_rate

@@ -29,6 +29,11 @@ class GAEAdvantage(nn.Module):
                 raise ValueError(f"{type(self).__name__}: {name} must be in [0, 1], got {value!r}")
         self.normalize = normalize
         self.estimator = GAE(gamma=gamma, lmbda=lmbda, value_network=None, time_dim=0)
+        value, _, reward, done, terminated = (key if isinstance(key, str) else key[-1] for key in self.in_keys)
+        advantage, value_target = self.out_keys
+        self.estimator.set_keys(
+            value=value, reward=reward, done=done, terminated=terminated, advantage=advantage, value_target=value_target
+        )
 
     @property
     def gamma(self) -> float:
@@ -41,8 +46,11 @@ class GAEAdvantage(nn.Module):
         return self.estimator.lmbda.item()
 
     def forward(self, rollout: TensorDictBase) -> TensorDictBase:
+        missing = [key for key in self.in_keys if key not in rollout.keys(include_nested=True)]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: the rollout lacks {missing}")
         self.estimator(rollout)
         if self.normalize:
-            advantage = rollout["advantage"]
-            rollout["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+            key = self.out_keys[0]
+            rollout[key] = (rollout[key] - rollout[key].mean()) / (rollout[key].std() + 1e-8)
         return rollout

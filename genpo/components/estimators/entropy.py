@@ -24,8 +24,6 @@ class SampleLogProbEntropy(nn.Module):
     update (more exploration of the states visited), it does not raise the entropy itself.
     """
 
-    in_keys = ["action_log_prob"]
-
     def forward(self, actor: Actor, tensordict: TensorDictBase, log_prob: torch.Tensor) -> torch.Tensor:
         return -log_prob.mean()
 
@@ -33,8 +31,6 @@ class SampleLogProbEntropy(nn.Module):
 @register("entropy_estimator", "monte_carlo")
 class MonteCarloEntropy(nn.Module):
     """``-mean log pi_theta(a|s)`` on fresh samples from the current policy (unbiased for H(pi(.|s)))."""
-
-    in_keys = ["observation"]
 
     def __init__(self, num_samples: int = 1):
         super().__init__()
@@ -51,8 +47,6 @@ class MonteCarloEntropy(nn.Module):
 class AnalyticEntropy(nn.Module):
     """The actor's closed-form entropy averaged over states (Gaussian; GenPO with a constant log-det)."""
 
-    in_keys = ["observation"]
-
     def forward(self, actor: Actor, tensordict: TensorDictBase, log_prob: torch.Tensor) -> torch.Tensor:
         entropy = actor.entropy(tensordict)
         if entropy is None:
@@ -66,8 +60,6 @@ class AnalyticEntropy(nn.Module):
 @register("entropy_estimator", "none")
 class NoEntropy(nn.Module):
     """No entropy term."""
-
-    in_keys: list[str] = []
 
     def forward(self, actor: Actor, tensordict: TensorDictBase, log_prob: torch.Tensor) -> None:
         return None

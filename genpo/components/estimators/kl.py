@@ -38,8 +38,6 @@ class K1KL(KLEstimator):
     """``mean(log pi_old - log pi_theta)`` of the stored samples: unbiased, but can be negative on a finite
     batch (the paper's). The KL of the density the actor's likelihood is defined on."""
 
-    in_keys = ["action_log_prob", "log_prob"]
-
     def forward(
         self, actor: Actor, tensordict: TensorDictBase, old_log_prob: torch.Tensor, log_prob: torch.Tensor
     ) -> torch.Tensor:
@@ -50,8 +48,6 @@ class K1KL(KLEstimator):
 class K3KL(KLEstimator):
     """``mean((r - 1) - log r)`` with ``r = pi_theta / pi_old`` of the stored samples: unbiased and never
     negative. The KL of the density the actor's likelihood is defined on."""
-
-    in_keys = ["action_log_prob", "log_prob"]
 
     def forward(
         self, actor: Actor, tensordict: TensorDictBase, old_log_prob: torch.Tensor, log_prob: torch.Tensor

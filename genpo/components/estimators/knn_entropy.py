@@ -57,8 +57,6 @@ class NearestNeighbourEntropy(nn.Module):
     compression penalty makes one per state) plus ``num_states x num_samples^2 x d`` for the distances.
     """
 
-    in_keys = ["observation"]
-
     def __init__(self, num_samples: int = 16, num_states: int = 128, neighbour: int = 1):
         super().__init__()
         name = type(self).__name__

@@ -22,8 +22,6 @@ class CompressionPenalty(nn.Module):
     so smaller fractions trade gradient noise for speed.
     """
 
-    in_keys = ["observation"]
-
     def __init__(self, sample_fraction: float = 1.0):
         super().__init__()
         if not 0.0 < sample_fraction <= 1.0:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch import distributed, nn
+from torch import nn
+
+# (count, mean, population variance) of one batch -> those of the union of every process's batch.
+CombineMoments = Callable[[float, torch.Tensor, torch.Tensor], tuple[float, torch.Tensor, torch.Tensor]]
 
 
 class RunningMoments(nn.Module):
     """Mean and variance of every sample seen so far, per feature; saved with ``state_dict``.
 
-    In a data-parallel run (torch.distributed initialised with several ranks) each batch's moments are
-    first combined over the ranks, so every rank folds in the same global batch and holds the same
-    statistics as the others.
+    ``combine``, when set, first combines each batch's moments with the other processes' (a data-parallel
+    run sets it to :meth:`genpo.training.data_parallel.DataParallel.combine_moments`), so every rank folds
+    in the same global batch and holds the same statistics as the others; components never call a
+    collective themselves.
     """
 
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
+        self.combine: CombineMoments | None = None
         self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
         self.register_buffer("variance", torch.ones(shape, dtype=torch.float64))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
@@ -26,8 +33,8 @@ class RunningMoments(nn.Module):
         batch_count = batch.shape[0]
         batch_mean = batch.mean(0)
         batch_variance = batch.var(0, unbiased=False)
-        if distributed.is_available() and distributed.is_initialized() and distributed.get_world_size() > 1:
-            batch_count, batch_mean, batch_variance = _across_ranks(batch_count, batch_mean, batch_variance)
+        if self.combine is not None:
+            batch_count, batch_mean, batch_variance = self.combine(batch_count, batch_mean, batch_variance)
         total = self.count + batch_count
         delta = batch_mean - self.mean
         self.mean += delta * (batch_count / total)
@@ -36,18 +43,3 @@ class RunningMoments(nn.Module):
             / total
         )
         self.count.copy_(total)
-
-
-def _across_ranks(count: int, mean: torch.Tensor, variance: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """The count, mean and (population) variance of the union of every rank's batch; every rank
-    combines the same gathered moments in rank order, so all get bit-identical results."""
-    size = torch.tensor([float(count)], dtype=torch.float64, device=mean.device)
-    packed = torch.cat([size, mean.reshape(-1), variance.reshape(-1)])
-    gathered = [torch.empty_like(packed) for _ in range(distributed.get_world_size())]
-    distributed.all_gather(gathered, packed)
-    stacked = torch.stack(gathered)
-    counts, means, variances = stacked[:, :1], stacked[:, 1 : 1 + mean.numel()], stacked[:, 1 + mean.numel() :]
-    total = counts.sum()
-    combined_mean = (counts * means).sum(0) / total
-    combined_variance = (counts * (variances + (means - combined_mean).pow(2))).sum(0) / total
-    return total.item(), combined_mean.reshape(mean.shape), combined_variance.reshape(variance.shape)
