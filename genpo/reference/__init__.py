@@ -1,0 +1,2 @@
+"""Single-file reference implementations of genpo's methods, for reading and for cross-checking the
+modular trainer (see each module's docstring)."""
