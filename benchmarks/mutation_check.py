@@ -198,21 +198,21 @@ MUTATIONS = [
         "genpo/components/optim/lr_controllers.py",
         "if kl > 2.0 * self.target_kl:",
         "if kl > 0.5 * self.target_kl:",
-        ("tests/test_lr_controllers.py", "tests/test_contracts.py", "-k", "lr"),
+        ("tests/test_lr_controllers.py", "tests/test_contracts.py", "-k", "lr_controller"),
     ),
     Mutation(
         "linear_decay_progress",
         "genpo/components/optim/lr_controllers.py",
         "progress = min(iteration / self.decay_iterations, 1.0)",
         "progress = max(iteration / self.decay_iterations, 1.0)",
-        ("tests/test_lr_controllers.py", "tests/test_contracts.py", "-k", "lr"),
+        ("tests/test_lr_controllers.py", "tests/test_contracts.py", "-k", "lr_controller"),
     ),
     Mutation(
         "lr_controller_state_not_restored",
         "genpo/components/optim/lr_controllers.py",
         'self.learning_rate = float(state["learning_rate"])',
         "pass",
-        ("tests/test_contracts.py", "-k", "lr"),
+        ("tests/test_contracts.py", "-k", "lr_controller"),
     ),
     Mutation(
         "moments_drop_between_batch_term",
@@ -277,7 +277,7 @@ MUTATIONS = [
         "genpo/components/actors/readout.py",
         "return self.alpha * x + (1.0 - self.alpha) * y",
         "return self.alpha * x + (1.0 - self.alpha) * x",
-        ("tests/test_actors.py", "-k", "genpo"),
+        ("tests/test_contracts.py", "-k", "readout"),
     ),
     Mutation(
         "gaussian_log_std_sign",

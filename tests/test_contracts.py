@@ -8,6 +8,7 @@
   normalisation;
 - ``entropy_estimator`` (built as ``cls()``) on Gaussian policies of known entropy; ``kl_estimator`` on
   known KLs;
+- ``readout`` (built as ``cls()``): shapes, equal halves read out as that half, both halves matter;
 - ``lr_controller`` (built as ``cls(learning_rate=...)``), ``normalizer`` (``cls(observation_dim)``),
   ``reward_scaler`` (``cls(num_envs)``), with their other defaults: documented behaviour
   and exact resume through ``state_dict``; ``loss``: its output contract at ratio 1.
@@ -314,6 +315,19 @@ def test_reward_scaler_resumes_exactly(name):
     restored.load_state_dict(original.state_dict())
     for reward, done in steps[4:]:
         assert torch.equal(original(reward, done), restored(reward, done))
+
+
+# ------------------------------------------------------------------------------ readouts
+@pytest.mark.parametrize("name", names("readout"))
+def test_readout_maps_the_dummy_action_to_an_action(name):
+    """[*B, 2d] -> [*B, d]; equal halves read out as that half; the action depends on both halves."""
+    readout = registry.get("readout", name)()
+    x, y = torch.randn(2, 5, 3, 4).unbind(0)
+    action = readout.compute(torch.cat([x, y], dim=-1))
+    assert action.shape == (5, 3, 4)
+    torch.testing.assert_close(readout.compute(torch.cat([x, x], dim=-1)), x)
+    assert not torch.allclose(readout.compute(torch.cat([x, y + 1.0], dim=-1)), action)
+    assert not torch.allclose(readout.compute(torch.cat([x + 1.0, y], dim=-1)), action)
 
 
 # ------------------------------------------------------------------------------ losses

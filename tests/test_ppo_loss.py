@@ -327,3 +327,18 @@ def test_the_selected_kl_estimator_drives_the_lr(tmp_path, make_tiny_experiment,
     assert steps == [out[f"kl_{name}"].item() for out in losses]
     assert abs(steps[0]) < 1e-6 and max(steps) > 1e-5
     assert {"kl_k1", "kl_k3"} <= set(losses[0].keys())
+
+
+def test_entropy_term_rewards_entropy():
+    """``loss_entropy = -c_H * H``: with a Gaussian's analytic entropy (sum of log stds + const), its
+    gradient with respect to each log std is exactly -c_H, so descending it widens the policy."""
+    from genpo.components.actors.gaussian import GaussianActor
+    from genpo.components.estimators.entropy import AnalyticEntropy
+    from genpo.components.networks.critic import ValueMLP
+
+    actor, critic = GaussianActor(3, 2, hidden_sizes=(8,)), ValueMLP(3, hidden_sizes=(8,))
+    batch = actor(TensorDict(observation=torch.randn(16, 3), batch_size=[16])).detach()
+    batch.update(state_value=torch.zeros(16, 1), advantage=torch.zeros(16, 1), value_target=torch.zeros(16, 1))
+    loss = PPOLoss(actor, critic, entropy_coefficient=0.1, entropy_estimator=AnalyticEntropy())
+    (gradient,) = torch.autograd.grad(loss(batch)["loss_entropy"], actor.log_std)
+    torch.testing.assert_close(gradient, torch.full((2,), -0.1))
