@@ -86,6 +86,13 @@ MUTATIONS = [
         "self.episode_length += 2",
         REFERENCE,
     ),
+    Mutation(
+        "pooled_moments_drop_spread_of_means",
+        "genpo/training/data_parallel.py",
+        "variance = (counts * (variances + (means - mean).pow(2))).sum(0) / total",
+        "variance = (counts * variances).sum(0) / total",
+        ("tests/test_data_parallel.py", "-k", "pooled"),
+    ),
     # ---- envs
     Mutation(
         "env_final_observation_is_reset",
@@ -93,6 +100,20 @@ MUTATIONS = [
         '"final_observation": final_observation,',
         '"final_observation": _where_rows(done, reset_observation, final_observation),',
         ENV_CONTRACT,
+    ),
+    Mutation(
+        "mujoco_reset_observation_not_read",
+        "genpo/envs/mujoco_locomotion.py",
+        "            reset_observation[torch.from_numpy(done).to(self.device)] = self._to_torch(self._observation(done))\n",
+        "",
+        ("tests/test_contracts.py", "-k", "env and (hopper or halfcheetah)"),
+    ),
+    Mutation(
+        "mujoco_time_limit_off_by_one",
+        "genpo/envs/mujoco_locomotion.py",
+        "truncated = self._episode_step >= self.max_episode_steps",
+        "truncated = self._episode_step > self.max_episode_steps",
+        ("tests/test_contracts.py", "-k", "env and (hopper or halfcheetah)"),
     ),
     Mutation(
         "env_truncated_and_terminated",
@@ -192,6 +213,13 @@ MUTATIONS = [
         ("tests/test_contracts.py", "-k", "entropy"),
     ),
     Mutation("entropy_analytic_sum", "genpo/components/estimators/entropy.py", "return entropy.mean()", "return entropy.sum()", ("tests/test_contracts.py", "-k", "entropy")),
+    Mutation(
+        "knn_dimension_factor_dropped",
+        "genpo/components/estimators/knn_entropy.py",
+        "return offset.item() + log_unit_ball + dim * log_distance.mean(-1)",
+        "return offset.item() + log_unit_ball + log_distance.mean(-1)",
+        ("tests/test_contracts.py", "-k", "entropy"),
+    ),
     # ---- lr controllers, normalisers, reward scaling
     Mutation(
         "kl_adaptive_threshold",
@@ -285,6 +313,20 @@ MUTATIONS = [
         "        noise, log_std = self._noise_and_log_std(tensordict)\n        return standard_normal_log_prob(noise) - log_std.sum(-1)",
         "        noise, log_std = self._noise_and_log_std(tensordict)\n        return standard_normal_log_prob(noise) + log_std.sum(-1)",
         ("tests/test_actors.py", "tests/test_contracts.py", "-k", "gaussian or entropy or loss"),
+    ),
+    Mutation(
+        "critic_never_learns",
+        "genpo/components/networks/critic.py",
+        "return self.net(observation)",
+        "return self.net(observation).detach()",
+        REFERENCE,
+    ),
+    Mutation(
+        "velocity_ignores_observation_and_time",
+        "genpo/components/networks/velocity_network.py",
+        "return self.trunk(self.first_activation(self.half_projection(half) + context))",
+        "return self.trunk(self.first_activation(self.half_projection(half)))",
+        REFERENCE,
     ),
     Mutation(
         "time_embedding_sin_twice",

@@ -73,3 +73,19 @@ def test_two_ranks_stay_identical_log_once_and_resume_exactly(tmp_path, capsys):
     # one process cannot continue a 2-rank checkpoint
     assert main(["train", "--resume", str(whole), "--iterations", "1"]) == 2
     assert "was written by 2 rank(s), this run has 1" in capsys.readouterr().err
+
+
+def test_pooled_moments_are_the_moments_of_the_union():
+    """What every rank folds into its normalisers: the moments of all ranks' batches together."""
+    from genpo.training.data_parallel import pooled_moments
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(size, 3, generator=generator, dtype=torch.float64) * (rank + 1) + rank for rank, size in enumerate((5, 9, 2))]
+    counts = torch.tensor([[float(len(batch))] for batch in batches], dtype=torch.float64)
+    means = torch.stack([batch.mean(0) for batch in batches])
+    variances = torch.stack([batch.var(0, unbiased=False) for batch in batches])
+    total, mean, variance = pooled_moments(counts, means, variances)
+    union = torch.cat(batches)
+    assert total.item() == 16.0
+    torch.testing.assert_close(mean, union.mean(0))
+    torch.testing.assert_close(variance, union.var(0, unbiased=False))

@@ -97,9 +97,7 @@ class DataParallel:
         distributed.all_gather(gathered, packed)
         stacked = torch.stack(gathered)
         counts, means, variances = stacked[:, :1], stacked[:, 1 : 1 + mean.numel()], stacked[:, 1 + mean.numel() :]
-        total = counts.sum()
-        combined_mean = (counts * means).sum(0) / total
-        combined_variance = (counts * (variances + (means - combined_mean).pow(2))).sum(0) / total
+        total, combined_mean, combined_variance = pooled_moments(counts, means, variances)
         return total.item(), combined_mean.reshape(mean.shape), combined_variance.reshape(variance.shape)
 
     def broadcast_from_main(self, tensors: Iterable[torch.Tensor]) -> None:
@@ -116,6 +114,17 @@ class DataParallel:
         gathered = [torch.empty_like(flat) for _ in range(self.world_size)]
         distributed.all_gather(gathered, flat)
         return max((other - gathered[0]).abs().max().item() for other in gathered)
+
+
+def pooled_moments(
+    counts: torch.Tensor, means: torch.Tensor, variances: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Count, mean and population variance of the union of K batches, from each batch's ([K, 1],
+    [K, n], [K, n]): the within-batch variances plus the spread of the batch means."""
+    total = counts.sum()
+    mean = (counts * means).sum(0) / total
+    variance = (counts * (variances + (means - mean).pow(2))).sum(0) / total
+    return total, mean, variance
 
 
 SINGLE_PROCESS = DataParallel()
