@@ -13,8 +13,10 @@ Checked, each failure an :class:`EnvCheckError` naming the env and what is wrong
   ``reward``, ``terminated``, ``truncated``, ``final_observation``, ``episode_info``), finite values;
 - ``terminated`` and ``truncated`` never both set; ``final_observation`` equals ``observation`` where no
   episode ended;
-- time limits: an episode whose step counter is set one short of ``max_episode_steps`` ends at the next
-  step, as a time-out unless it terminated, and the next episode runs afresh (no immediate time-out);
+- time limits and auto-reset: an episode whose step counter is set one short of ``max_episode_steps``
+  ends at the next step, as a time-out unless it terminated; the next episodes start from reset
+  observations (not all equal to the final ones, unless the env's observations never change) and run
+  afresh (no immediate time-out);
 - the final observation of a time-out (where ``env.restores_state``): the same step taken from the same
   state, once one step short of the time limit and once far from it, gives the same
   ``final_observation``, reward and ``terminated``; only ``truncated`` differs (set exactly where the
@@ -70,12 +72,15 @@ def check_batched_env(
         _check_same_seed(env, same_seed_env, name, observed, random_action)
         observed = env.reset()
     terminations = time_outs = 0
+    observations_change = False
     for _ in range(steps):
         result = env.step(random_action())
         _check_step(env, name, result)
         terminations += int(result["terminated"].sum())
         time_outs += int(result["truncated"].sum())
-    time_outs += _check_time_limit(env, name, random_action)
+        observations_change |= not torch.equal(result["final_observation"], observed["observation"])
+        observed = result
+    time_outs += _check_time_limit(env, name, random_action, observations_change)
     if env.restores_state:
         _check_resume(env, name, random_action)
     return EnvCheckReport(steps=steps, terminations=terminations, time_outs=time_outs)
@@ -145,9 +150,10 @@ def _check_step(env: BatchedEnv, name: str, result: TensorDictBase) -> None:
             _fail(name, f"step: episode_info must be a TensorDict with batch size {batch}")
 
 
-def _check_time_limit(env: BatchedEnv, name: str, random_action) -> int:
+def _check_time_limit(env: BatchedEnv, name: str, random_action, observations_change: bool) -> int:
     """Episodes set one step short of the limit end at the next step (as time-outs where they do not
-    terminate); the episodes that follow start afresh. Returns the time-outs seen."""
+    terminate); the episodes that follow start afresh, from a reset observation (unless the env's
+    observations never change, as in an aliased-state task). Returns the time-outs seen."""
     limit = env.max_episode_steps
     try:
         env.set_episode_steps(torch.full((env.num_envs,), limit - 1, dtype=torch.int64))
@@ -161,6 +167,8 @@ def _check_time_limit(env: BatchedEnv, name: str, random_action) -> int:
     if not bool((terminated | truncated).all()):
         rows = (~(terminated | truncated)).nonzero().flatten()[:4].tolist()
         _fail(name, f"episodes at step {limit - 1} of max_episode_steps {limit} did not end at the next step (envs {rows})")
+    if observations_change and torch.equal(result["observation"], result["final_observation"]):
+        _fail(name, "every episode ended, yet every next observation equals the final one: the env did not reset them")
     if limit > 1:
         following = env.step(random_action())
         _check_step(env, name, following)
