@@ -2,7 +2,9 @@
 
 Each mutation replaces one exact snippet of one file (it must occur exactly once) in a scratch copy of
 the repository and runs the fast tests that cover that file (one torch thread, no xdist); the mutation
-is *killed* when they fail. Prints one line per mutation and the kill rate, then each survivor. Not part
+is *killed* when one of them fails ("error" or "timeout" when pytest could not run them or they hung:
+counted as killed, shown apart). Every test selection is first run on the unmutated copy and must pass.
+Prints one line per mutation and the kill rate, then each survivor. Not part
 of the test suite (it runs the targeted tests once per mutation: minutes).
 
     .venv/bin/python -m benchmarks.mutation_check            # every mutation
@@ -358,19 +360,28 @@ def scratch_copy(destination: Path) -> None:
             shutil.copy2(source, target)
 
 
+def run_tests(tests: tuple[str, ...], scratch: Path, timeout: float) -> str:
+    """'passed', 'failed' (a test failed), 'error' (pytest could not run them: collection, import) or
+    'timeout'."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *tests]
+    try:
+        result = subprocess.run(command, cwd=scratch, env=environment, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    return {0: "passed", 1: "failed"}.get(result.returncode, "error")
+
+
 def run_mutation(mutation: Mutation, scratch: Path, timeout: float) -> tuple[str, float]:
-    """'killed', 'survived' or 'timeout' (counted as killed: the tests did not pass), and the seconds taken."""
+    """'killed' (a test failed), 'error' or 'timeout' (the tests did not pass either: counted as killed,
+    and shown so that a mutation that only breaks imports can be told apart) or 'survived'; and the
+    seconds taken."""
     path = scratch / mutation.path
     original = path.read_text()
     path.write_text(original.replace(mutation.old, mutation.new))
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *mutation.tests]
     start = time.perf_counter()
     try:
-        result = subprocess.run(command, cwd=scratch, env=environment, capture_output=True, timeout=timeout)
-        outcome = "survived" if result.returncode == 0 else "killed"
-    except subprocess.TimeoutExpired:
-        outcome = "timeout"
+        outcome = {"passed": "survived", "failed": "killed"}.get(run_tests(mutation.tests, scratch, timeout), "error")
     finally:
         path.write_text(original)
     return outcome, time.perf_counter() - start
@@ -396,6 +407,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="genpo-mutation-") as directory:
         scratch = Path(directory)
         scratch_copy(scratch)
+        # every test selection must pass on the unmutated copy, or a "kill" would mean nothing
+        for tests in dict.fromkeys(mutation.tests for mutation in mutations):
+            baseline = run_tests(tests, scratch, args.timeout)
+            if baseline != "passed":
+                raise SystemExit(f"the unmutated tests {' '.join(tests)} did not pass ({baseline}): fix them first")
+        print(f"baseline: {len(set(m.tests for m in mutations))} test selections pass unmutated", flush=True)
         for mutation in mutations:
             outcome, seconds = run_mutation(mutation, scratch, args.timeout)
             print(f"{outcome:8s} {seconds:6.1f} s  {mutation.name}  ({mutation.path})", flush=True)
