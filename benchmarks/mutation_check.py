@@ -204,7 +204,7 @@ MUTATIONS = [
         ("tests/test_ppo_loss.py", *REFERENCE),
     ),
     # ---- entropy and KL estimators
-    Mutation("kl_k1_sign", "genpo/components/estimators/kl.py", "(old_log_prob - new_log_prob).mean()", "(new_log_prob - old_log_prob).mean()", ("tests/test_contracts.py", "-k", "kl")),
+    Mutation("kl_k1_sign", "genpo/components/estimators/kl.py", "(old_log_prob - log_prob).mean()", "(log_prob - old_log_prob).mean()", ("tests/test_contracts.py", "-k", "kl")),
     Mutation("kl_k3_sign", "genpo/components/estimators/kl.py", "(torch.expm1(log_ratio) - log_ratio)", "(torch.expm1(log_ratio) + log_ratio)", ("tests/test_contracts.py", "-k", "kl")),
     Mutation("entropy_sample_log_prob_sign", "genpo/components/estimators/entropy.py", "return -log_prob.mean()", "return log_prob.mean()", ("tests/test_contracts.py", "-k", "entropy")),
     Mutation(

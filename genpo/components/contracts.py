@@ -1,6 +1,7 @@
 """The contract of every component kind: what the trainer, the loss and the actors may call on it.
 
-Each kind maps to a ``typing.Protocol`` (checked structurally) or a base class (subclassed); the
+Each kind maps to a ``typing.Protocol`` (checked structurally) or a base class (subclassed: the actor,
+ODE solver, KL estimator and lr controller bases); the
 registry checks a class against its kind's contract when it registers, and the error names the class
 and what it lacks. The trainer and the loss are typed against these contracts, never against concrete
 components. The env kind's contract is :class:`~genpo.envs.base.BatchedEnv` (registered in
@@ -16,6 +17,7 @@ import torch
 from tensordict import TensorDictBase
 
 from genpo.components.actors.base import Actor
+from genpo.components.estimators.kl import KLEstimator
 from genpo.components.ode_solvers import ODESolver
 from genpo.components.optim.lr_controllers import LRController
 from genpo.registry import require_contract
@@ -106,13 +108,6 @@ class EntropyEstimator(Protocol):
     def forward(self, actor: Actor, tensordict: TensorDictBase, log_prob: torch.Tensor) -> torch.Tensor | None: ...
 
 
-class KLEstimator(Protocol):
-    """``forward(old_log_prob, new_log_prob) -> scalar estimate of KL(pi_old || pi_theta)`` on samples
-    from pi_old."""
-
-    def forward(self, old_log_prob: torch.Tensor, new_log_prob: torch.Tensor) -> torch.Tensor: ...
-
-
 class Compression(Protocol):
     """``forward(actor, minibatch) -> scalar penalty`` on fresh samples; :meth:`check_actor` refuses an
     actor it cannot act on, when the run is built."""
@@ -122,9 +117,25 @@ class Compression(Protocol):
     def forward(self, actor: Actor, tensordict: TensorDictBase) -> torch.Tensor: ...
 
 
+class ExplorationSchedule(Protocol):
+    """:meth:`check_actor` refuses an actor it cannot drive, when the run is built; :meth:`apply` sets the
+    actor's exploration for the rollout after ``iteration`` completed iterations (a function of the
+    iteration alone, so a resumed run needs no state) and returns the value it set."""
+
+    def check_actor(self, actor: Actor) -> None: ...
+
+    def apply(self, actor: Actor, iteration: int) -> float: ...
+
+
 class Loss(Protocol):
     """``forward(minibatch) -> TensorDict`` whose ``loss_*`` entries sum to the objective and whose
-    other entries (``kl_k1``, ``kl_k3``, ...) are detached diagnostics."""
+    other entries (``kl_k1``, ``kl_k3``, ...) are detached diagnostics; the entry named ``kl_key`` is
+    the KL that drives the learning rate. :meth:`start_update` runs before each update's first
+    minibatch, with the parameters still those of the rollout policy."""
+
+    kl_key: str
+
+    def start_update(self) -> None: ...
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase: ...
 
@@ -136,6 +147,7 @@ CONTRACTS: dict[str, type] = {
     "coupling": Coupling,
     "critic": Critic,
     "entropy_estimator": EntropyEstimator,
+    "exploration_schedule": ExplorationSchedule,
     "flow": Flow,
     "kl_estimator": KLEstimator,
     "loss": Loss,

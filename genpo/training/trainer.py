@@ -12,7 +12,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from genpo.components.actors.base import Actor
-from genpo.components.contracts import AdvantageEstimator, Critic, Loss, Normalizer, RewardScaler
+from genpo.components.contracts import AdvantageEstimator, Critic, ExplorationSchedule, Loss, Normalizer, RewardScaler
 from genpo.components.optim.lr_controllers import LRController
 from genpo.envs.base import BatchedEnv
 from genpo.training import data_parallel
@@ -98,7 +98,7 @@ class Trainer(CheckpointedTrainer):
         reward_scaler: RewardScaler,
         settings: PPOSettings,
         run_dir: str | Path,
-        exploration_schedule: nn.Module | None = None,
+        exploration_schedule: ExplorationSchedule | None = None,
         evaluation_env: BatchedEnv | None = None,
     ):
         check_lr_controller_fits(actor, lr_controller)
