@@ -78,8 +78,6 @@ class GaussianActionKL(KLEstimator):
     it is ``noise_dim + 8`` (20 for a 6-D GenPO action).
     """
 
-    in_keys = ["observation"]
-
     def __init__(self, num_samples: int | None = None, num_states: int = 64):
         super().__init__()
         name = type(self).__name__
