@@ -238,6 +238,14 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """``rows`` as a CSV with their keys as the header."""
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["halfcheetah", "walker2d"])
@@ -257,19 +265,13 @@ def main() -> None:
     start = time.perf_counter()
     if args.cost:
         rows = estimator_cost(args.tasks[0], args)
-        with (args.out / "cost.csv").open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.out / "cost.csv", rows)
         for row in rows:
             print(f"{row['task']} {row['kl_estimator']:16s} {row['seconds_median']:.4f} s per minibatch of {row['minibatch']}")
         print(f"CPU: {cpu}; 1 torch thread")
         return
     bias = bias_rows(args.moment_samples, args.states, args.bias_repeats)
-    with (args.out / "bias.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(bias[0]))
-        writer.writeheader()
-        writer.writerows(bias)
+    write_rows(args.out / "bias.csv", bias)
     for row in bias:
         print(f"{row['case']:45s} {row['estimator']:18s} true {row['true_kl']:.4f} mean {row['mean']:.4f} sd {row['sd']:.4f}")
     with (args.out / "kl_units.csv").open("w", newline="") as file:

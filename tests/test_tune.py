@@ -259,6 +259,15 @@ def test_a_study_refuses_a_changed_protocol(tmp_path):
     tune.tune_studies(commented, storage, fake_runner(by_epochs, []), lambda line: None)
 
 
+def run_together(target, storages) -> None:
+    """``target(storage)`` for each storage, in threads started together; returns when all have ended."""
+    threads = [threading.Thread(target=target, args=(storage,)) for storage in storages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_two_tuners_on_one_study_share_the_budget(tmp_path):
     spec = write(tmp_path, spec_text(tmp_path, extra='pruner = "none"'))
     storages, errors = [tune.open_storage(spec), tune.open_storage(spec)], []
@@ -271,11 +280,7 @@ def test_two_tuners_on_one_study_share_the_budget(tmp_path):
         except Exception as error:  # noqa: BLE001  (reported by the assertion below)
             errors.append(error)
 
-    threads = [threading.Thread(target=tuner, args=(storage,)) for storage in storages]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(tuner, storages)
     assert errors == []
     for contender in spec.contenders:
         trials = counted(spec, storages[0], contender)
@@ -303,11 +308,7 @@ def test_two_tuners_asking_at_once_never_take_the_same_queued_trial(tmp_path):
             errors.append(error)
             together.abort()
 
-    threads = [threading.Thread(target=tuner, args=(storage,)) for storage in storages]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(tuner, storages)
     assert errors == []
     assert len(taken) == 2 * rounds and len(set(taken)) == len(taken), sorted(taken)
 
