@@ -44,12 +44,12 @@ class InterruptGuard:
         if self.signum is not None:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: the current iteration is abandoned")
         self.signum = signum
-        # Said at once, so that a user waiting for a long iteration knows the first signal was taken;
-        # os.write, not print: a handler may run while sys.stderr is in the middle of a write.
-        fresh_line = "\n" if os.isatty(2) else ""  # a progress bar may hold the terminal's current line
+        # Said at once, so that a user waiting for a long iteration knows the first signal was taken; on a
+        # fresh line, since a progress bar may hold the current one; os.write, not print: a handler may run
+        # while sys.stderr is in the middle of a write.
         os.write(
             2,
-            f"{fresh_line}genpo: {signal.Signals(signum).name} received: finishing the iteration in flight, then writing a "
+            f"\ngenpo: {signal.Signals(signum).name} received: finishing the iteration in flight, then writing a "
             f"checkpoint (send it again, e.g. a second Ctrl-C, to abandon the iteration)\n".encode(),
         )
 
