@@ -19,8 +19,6 @@ def history_references() -> list[str]:
         for path in sorted((ROOT / top).rglob("*")):
             if path.suffix not in SUFFIXES or not path.is_file():
                 continue
-            if path == Path(__file__).resolve():
-                continue
             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
                 if ISSUE_NUMBER.search(line):
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
@@ -32,6 +30,7 @@ def test_no_issue_numbers_in_code_configs_or_tests():
 
 
 def test_the_check_finds_what_it_looks_for():
-    assert ISSUE_NUMBER.search("# chosen on HalfCheetah (issue 12)")
-    assert ISSUE_NUMBER.search("see Issue #7")
+    number = 12  # built at run time, so this file's own text holds no match
+    assert ISSUE_NUMBER.search(f"# chosen on HalfCheetah (issue {number})")
+    assert ISSUE_NUMBER.search(f"see Issue #{number}")
     assert not ISSUE_NUMBER.search("a tissue of 12 layers")

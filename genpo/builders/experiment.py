@@ -328,5 +328,5 @@ def start_threads(settings: RunSettings, *, pin: bool = False) -> ThreadPolicy:
     if pin and requested in (AUTO_THREADS, None):
         requested = torch.get_num_threads()
     threads = ThreadPolicy(requested)
-    threads.start_line = threads.start()
+    threads.start()
     return threads

@@ -60,7 +60,7 @@ def own_busy_seconds() -> float:
 class ThreadPolicy:
     """Sets torch's intra-op thread count for a run: pinned to ``requested`` (an int), or ``'auto'``.
 
-    ``start()`` sets the first count and returns the line to show the user; ``after_iteration()``
+    ``start()`` sets the first count and returns the line to show the user (kept as ``start_line``); ``after_iteration()``
     re-chooses it under ``'auto'`` and returns a line when it changed (None otherwise).
     ``machine_busy`` / ``own_busy`` / ``clock`` / ``sleep`` read the machine and wait (replaceable in tests).
     """
@@ -85,6 +85,7 @@ class ThreadPolicy:
         self.requested = requested
         self._sample: tuple[float, float, float] | None = None
         self._free_streak = 0
+        self.start_line = ""
 
     @staticmethod
     def _pinned_by(requested: int | str) -> str | None:
@@ -99,6 +100,10 @@ class ThreadPolicy:
         return self.pinned_by is None
 
     def start(self) -> str:
+        self.start_line = self._choose_first()
+        return self.start_line
+
+    def _choose_first(self) -> str:
         if not self.adaptive:
             if self.requested != AUTO:
                 torch.set_num_threads(self.requested)
