@@ -21,18 +21,21 @@ SHORT_HALFCHEETAH = [
 # How far the final return (mean of the last 3 logged returns: iterations 26, 28, 30, 96 episodes) must
 # beat both random play and the run's own first logged return (iteration 2, 32 episodes).
 #
-# Measured (one torch thread), this 30-iteration run with the task's defaults (N = 2 flow steps, actions
-# clipped to [-1, 1], no entropy term; random play: -29.58), seeds 0-5. The velocity network runs in bf16
-# where the CPU has native bf16 and in fp32 elsewhere ('auto'), so both precisions must clear the bar:
-#   bf16, AMD EPYC:        final   5.6  17.4  12.2  38.4  10.4  35.0
-#                          first -38.4 -27.8 -24.8 -20.3 -35.5 -15.6
-#     worst final - random 35.1 (seed 0), worst final - first 36.9 (seed 2); bar 15: margins 20.1, 21.9
-#   fp32, Intel Xeon:      final  13.1  38.8  39.8  55.7  21.2  23.3
-#                          first -33.9 -25.9 -23.0 -16.6 -33.5 -15.3
-#     worst final - random 42.7 (seed 0), worst final - first 38.7 (seed 5); bar 15: margins 27.7, 23.7
-# Other settings measured: N = 5 in fp32 (seeds 0-4) worst 33.1 and 34.6; with the paper's entropy term
-# (seeds 0-7) 36.2 and 31.6; without action clipping (16 seeds) 28.1 and 31.2 (seed 11).
-# A bar of +25 over the last 3 would have a margin of 3 on seed 11 and fail on some CPU.
+# Measured (one torch thread), this 30-iteration run with the task's defaults (N = 2 flow steps, target KL
+# 0.02, actions clipped to [-1, 1], no entropy term; random play: -29.58), seeds 0-5, on an Intel Xeon
+# (Sapphire Rapids, native bf16). The velocity network runs in bf16 where the CPU has native bf16 and in
+# fp32 elsewhere ('auto'), so both precisions must clear the bar:
+#   bf16:                  final  19.4  37.2  21.7  53.5  27.2  39.8
+#                          first -38.6 -28.8 -27.7 -21.1 -34.2 -14.6
+#     worst final - random 48.9 (seed 0), worst final - first 49.4 (seed 2); bar 15: margins 33.9, 34.4
+#   fp32:                  final  36.7  57.6  20.1  32.6  43.2  20.2
+#                          first -33.2 -25.5 -23.5 -17.5 -36.6 -14.4
+#     worst final - random 49.7 (seed 2), worst final - first 34.6 (seed 5); bar 15: margins 34.7, 19.6
+# Other settings measured at target KL 0.01 (the Gaussian's; GenPO's on the non-locomotion tasks): the
+# settings above, worst margins 20.1 and 21.9 in bf16 on an AMD EPYC, 27.7 and 23.7 in fp32 on the Xeon;
+# N = 5 in fp32 (seeds 0-4) worst 33.1 and 34.6; with the paper's entropy term (seeds 0-7) 36.2 and 31.6;
+# without action clipping (16 seeds) 28.1 and 31.2 (seed 11), where a bar of +25 over the last 3 would have
+# a margin of 3 and fail on some CPU.
 #
 # What 15 means: uniform random play scores about -30 per 100 steps (control cost, no progress; standard
 # error over 64 episodes about 2.5), so +15 is about 6 standard errors out; the untrained policy is no

@@ -399,3 +399,23 @@ def test_a_killed_tune_resumes_its_trials_in_the_same_runs(tmp_path):
     assert steps == {2 * 16 * 12}
     report = (spec.out / "report.md").read_text()
     assert re.search(r"\| genpo \| two_goals \| 1 \|", report) and re.search(r"\| gaussian \| two_goals \| 1 \|", report)
+
+
+@pytest.mark.parametrize("path", TUNE_SPECS, ids=[path.stem for path in TUNE_SPECS])
+def test_every_committed_tune_spec_default_is_what_the_config_runs_today(path):
+    """A searched binding's ``default`` is the value its contender's task config resolves to: the trial that
+    runs the defaults, and the rule that keeps them, compare against the configuration users actually get."""
+    import gin
+
+    from genpo.builders.config import parse_config
+
+    spec = load_tune_spec(path)
+    for contender in spec.contenders:
+        for task, config in contender.configs.items():
+            gin.clear_config()
+            parse_config([config], [*spec.bindings, *contender.bindings])
+            for dimension in (dimension for dimension in contender.search if dimension.default is not None):
+                value = gin.query_parameter(dimension.binding)
+                resolved = str(value) if isinstance(value, gin.config.ConfigurableReference) else value
+                assert resolved == dimension.default, (contender.name, task, dimension.binding, resolved)
+    gin.clear_config()
