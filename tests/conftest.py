@@ -70,6 +70,28 @@ def make_tiny_experiment():
     return make
 
 
+@pytest.fixture
+def train_straight_and_resumed(make_tiny_experiment):
+    """``run(tmp_path, config=GENPO_CONFIG, extra=(), iterations=4)`` -> (uninterrupted, resumed) trainers.
+
+    The same tiny run twice: in one go in ``tmp_path/a``, and in ``tmp_path/b`` stopped at half the
+    iterations, reloaded from its checkpoint and finished, so a test can compare the two exactly.
+    """
+    from genpo.builders import resume_experiment
+
+    def run(tmp_path, config=GENPO_CONFIG, extra=(), iterations=4):
+        uninterrupted, _ = make_tiny_experiment(tmp_path / "a", config, extra)
+        uninterrupted.train(iterations, quiet=True)
+        first_half, _ = make_tiny_experiment(tmp_path / "b", config, extra)
+        first_half.train(iterations // 2, quiet=True)
+        gin.clear_config()
+        resumed, _, _ = resume_experiment(tmp_path / "b")
+        resumed.train(iterations - iterations // 2, quiet=True)
+        return uninterrupted, resumed
+
+    return run
+
+
 def first_minibatch(trainer):
     """The first minibatch the trainer's update would see: a fresh rollout, GAE, flattened, shuffled."""
     trainer.actor.eval()

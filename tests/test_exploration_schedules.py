@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import gin
 import pytest
 import torch
 from conftest import GAUSSIAN_CONFIG, GENPO_CONFIG, SMALL_FLOW_NETWORKS
@@ -13,7 +12,7 @@ from tensordict import TensorDict
 from test_trainer import assert_rows_identical, assert_state_dicts_equal
 from torch import nn
 
-from genpo.builders import build_actor, resume_experiment
+from genpo.builders import build_actor
 from genpo.components.exploration.noise_schedules import LinearNoiseScale
 from genpo.training.run_logger import read_metrics
 
@@ -110,18 +109,12 @@ def test_the_action_spread_shrinks_as_the_schedule_says():
     assert [schedule.scale_at(iteration) for iteration in range(4)] == pytest.approx([1.0, 0.75, 0.5, 0.25])
 
 
-def test_a_run_logs_the_schedule_and_resumes_exactly(tmp_path, make_tiny_experiment):
+def test_a_run_logs_the_schedule_and_resumes_exactly(tmp_path, train_straight_and_resumed):
     """The rollout of iteration k samples at scale_at(k); stopping after 2 iterations and resuming
     gives the uninterrupted run's metrics and networks."""
-    uninterrupted, _ = make_tiny_experiment(tmp_path / "a", GENPO_CONFIG, SCHEDULE)
-    uninterrupted.train(4, quiet=True)
+    uninterrupted, resumed = train_straight_and_resumed(tmp_path, GENPO_CONFIG, SCHEDULE)
     rows_a = read_metrics(tmp_path / "a" / "metrics.csv")
     assert [row["noise_scale"] for row in rows_a] == pytest.approx([1.0, 1.0, 0.7, 0.4])
-    first_half, _ = make_tiny_experiment(tmp_path / "b", GENPO_CONFIG, SCHEDULE)
-    first_half.train(2, quiet=True)
-    gin.clear_config()
-    resumed, _, _ = resume_experiment(tmp_path / "b")
-    resumed.train(2, quiet=True)
     assert_rows_identical(rows_a, read_metrics(tmp_path / "b" / "metrics.csv"))
     assert_state_dicts_equal(resumed.actor.state_dict(), uninterrupted.actor.state_dict())
     assert math.isclose(resumed.actor.noise_scale, 0.4)

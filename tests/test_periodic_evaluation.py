@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import math
 
-import gin
 from test_trainer import TIMING_COLUMNS, same_float
 
-from genpo.builders import resume_experiment
 from genpo.training.run_logger import read_metrics
 
 EVALUATION = ["genpo.trainer.evaluation_interval = 1", "genpo.trainer.evaluation_episodes = 3"]
@@ -25,14 +23,10 @@ def assert_same_results(rows, other_rows):
         assert not different, f"iteration {row['iteration']}: {different}"
 
 
-def test_evaluation_is_logged_each_interval_resumes_exactly_and_leaves_training_unchanged(tmp_path, make_tiny_experiment):
-    uninterrupted, _ = make_tiny_experiment(tmp_path / "a", extra=EVALUATION)
-    uninterrupted.train(4, quiet=True)
-    first_half, _ = make_tiny_experiment(tmp_path / "b", extra=EVALUATION)
-    first_half.train(2, quiet=True)
-    gin.clear_config()
-    resumed, _, _ = resume_experiment(tmp_path / "b")
-    resumed.train(2, quiet=True)
+def test_evaluation_is_logged_each_interval_resumes_exactly_and_leaves_training_unchanged(
+    tmp_path, make_tiny_experiment, train_straight_and_resumed
+):
+    train_straight_and_resumed(tmp_path, extra=EVALUATION)
     without, _ = make_tiny_experiment(tmp_path / "c")
     without.train(4, quiet=True)
 

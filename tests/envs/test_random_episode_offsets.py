@@ -74,20 +74,11 @@ def test_state_round_trip_continues_exactly(name, options):
     assert torch.equal(first_truncations(restored, 2 * LIMIT), expected)
 
 
-def test_training_with_offsets_resumes_exactly_and_logs_episodes_early(tmp_path, make_tiny_experiment):
-    import gin
-
-    from genpo.builders import resume_experiment
+def test_training_with_offsets_resumes_exactly_and_logs_episodes_early(tmp_path, train_straight_and_resumed):
     from genpo.training.run_logger import read_metrics
 
     offsets = ["genpo.build_env.random_episode_offsets = True", "genpo.build_env.max_episode_steps = 40"]
-    uninterrupted, _ = make_tiny_experiment(tmp_path / "a", extra=offsets)
-    uninterrupted.train(4, quiet=True)
-    first_half, _ = make_tiny_experiment(tmp_path / "b", extra=offsets)
-    first_half.train(2, quiet=True)
-    gin.clear_config()
-    resumed, _, _ = resume_experiment(tmp_path / "b")
-    resumed.train(2, quiet=True)
+    uninterrupted, resumed = train_straight_and_resumed(tmp_path, extra=offsets)
     for key, value in uninterrupted.actor.state_dict().items():
         assert torch.equal(resumed.actor.state_dict()[key], value), key
     rows = read_metrics(tmp_path / "a" / "metrics.csv")
