@@ -359,6 +359,30 @@ def test_report_warns_when_the_runs_of_a_table_differ_in_cpu_or_precision(tmp_pa
     assert "Warning" not in report and "| a | 2 | Intel Xeon [none] | actor: float32 |" in report
 
 
+def _write_run(job, precision: dict[str, str]) -> None:
+    job.run_dir.mkdir(parents=True)
+    (job.run_dir / "metrics.csv").write_text("iteration,env_steps,wall_time,return_mean\n1,100,1.0,5.0\n")
+    provenance = {"cpu": {"model": "Intel Xeon", "flags": {"avx512_bf16": True}}, "precision": precision}
+    (job.run_dir / "run.json").write_text(json.dumps({"provenance": provenance}))
+
+
+def test_report_warns_on_precision_only_within_a_variant(tmp_path):
+    """Two variants with different networks (a flow, a Gaussian) differ in precision by design; the
+    runs of one variant must not."""
+    from genpo.experiments.report import write_report
+
+    spec = parse_spec(f'out = "{tmp_path}"\nseeds = [0, 1]\niterations = 2\n' + VARIANT + VARIANT.replace('"a"', '"b"'))
+    flow, gaussian = {"actor.flow.velocity_network": "float32"}, {"actor": "float32"}
+    for job in plan(spec):
+        _write_run(job, flow if job.variant.name == "a" else gaussian)
+    assert "Warning" not in write_report(spec, "genpo sweep spec.toml").read_text()
+    second_a = next(job for job in plan(spec) if job.variant.name == "a" and job.seed == 1)
+    shutil.rmtree(second_a.run_dir)
+    _write_run(second_a, {"actor.flow.velocity_network": "bfloat16"})
+    report = write_report(spec, "genpo sweep spec.toml").read_text()
+    assert "**Warning: the runs compared here differ in precision of a**" in report
+
+
 # ------------------------------------------------------------------------------------------ real sweeps
 @pytest.fixture(scope="module")
 def resumed_sweep(tmp_path_factory):

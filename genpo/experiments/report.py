@@ -161,20 +161,27 @@ def evaluation_stats(spec: SweepSpec, jobs: Sequence[Job]) -> list[tuple[str, st
 
 def provenance_table(spec: SweepSpec, jobs: Sequence[Job]) -> tuple[str, list[str]]:
     """Markdown table of the runs' CPUs and network precisions (from each ``run.json``'s provenance):
-    variant, runs, CPU, precision; and the fields (``cpu``, ``precision``) in which the runs differ."""
+    variant, runs, CPU, precision; and what makes the table's runs not from one setting: ``cpu`` when
+    any two runs differ in CPU, ``precision of <variant>`` when the runs of one variant differ in
+    precision. Variants may differ in precision from each other: that is part of what a variant
+    configures (a Gaussian has no velocity network), and the table shows it."""
     lines = ["| variant | runs | CPU [numerics flags] | precision |", "|---|---|---|---|"]
-    seen: dict[str, set[str]] = {field: set() for field in COMPARED_FIELDS}
+    cpus: set[str] = set()
+    differing: list[str] = []
     for variant in spec.variants:
         counts: dict[tuple[str, str], int] = {}
         for job in jobs:
             if job.variant.name != variant.name or not (job.run_dir / METRICS_FILE).is_file():
                 continue
             key = comparison_key(read_provenance(job.run_dir)) or dict.fromkeys(COMPARED_FIELDS, "not recorded")
-            for field in COMPARED_FIELDS:
-                seen[field].add(key[field])
+            cpus.add(key["cpu"])
             counts[(key["cpu"], key["precision"])] = counts.get((key["cpu"], key["precision"]), 0) + 1
         lines += [f"| {variant.name} | {count} | {cpu} | {precision} |" for (cpu, precision), count in counts.items()]
-    return "\n".join(lines), [field for field in COMPARED_FIELDS if len(seen[field]) > 1]
+        if len({precision for _, precision in counts}) > 1:
+            differing.append(f"precision of {variant.name}")
+    if len(cpus) > 1:
+        differing.insert(0, "cpu")
+    return "\n".join(lines), differing
 
 
 # ---------------------------------------------------------------------------------------- report
