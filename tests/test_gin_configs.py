@@ -190,6 +190,15 @@ def test_macros_resolve_to_their_values(tmp_path):
     assert float(trainer.advantage.estimator.gamma) == pytest.approx(0.97)
 
 
+@pytest.mark.parametrize(
+    ("name", "off"), [("reward_scaler", "@reward_scaler.none"), ("observation_normalizer", "@normalizer.identity")]
+)
+def test_a_trainer_component_bound_to_none_fails_naming_the_component_that_turns_it_off(tmp_path, name, off):
+    parse_config(["policies/genpo.gin", "algorithms/ppo.gin"], [*TINY, "GAMMA = 0.97", f"genpo.trainer.{name} = None"])
+    with pytest.raises(ValueError, match=rf"^genpo.trainer.{name} = None: bind {off} to turn it off"):
+        build_on_pendulum(tmp_path)
+
+
 def test_cli_names_a_missing_macro_in_one_line(tmp_path, capsys):
     config = tmp_path / "no_gamma.gin"
     config.write_text(

@@ -154,6 +154,12 @@ def build_trainer(
     builds it, seeded with :data:`EVALUATION_SEED`), logged as ``eval_return_mean`` beside the training
     return; ``best.pt`` is then the checkpoint with the best evaluation return.
     """
+    for name, value, off in (
+        ("observation_normalizer", observation_normalizer, "@normalizer.identity"),
+        ("reward_scaler", reward_scaler, "@reward_scaler.none"),
+    ):
+        if value is None:
+            raise ValueError(f"genpo.trainer.{name} = None: bind {off} to turn it off")
     settings = PPOSettings(
         steps_per_env=steps_per_env,
         epochs=epochs,
