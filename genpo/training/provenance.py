@@ -45,7 +45,7 @@ PACKAGES = {
 }
 # CPU flags that decide how fast (and, for bf16, whether natively) the networks' matmuls run.
 NUMERICS_FLAGS = ("avx512_bf16", "amx_bf16", "avx512f", "avx2")
-# The fields a sweep report compares across a table's runs.
+# The fields a sweep report compares: the CPU across a table's runs, the precision within a variant's.
 COMPARED_FIELDS = ("cpu", "precision")
 
 _command: contextvars.ContextVar[str | None] = contextvars.ContextVar("genpo_command", default=None)
@@ -218,7 +218,8 @@ def read_provenance(run_dir: str | Path) -> dict | None:
 
 def comparison_key(provenance: dict | None) -> dict[str, str] | None:
     """What must agree between runs compared in one table (:data:`COMPARED_FIELDS`): the CPU (model and
-    numerics flags) and the networks' precision, each as one text."""
+    numerics flags) across the table, the networks' precision across the runs of one variant; each as
+    one text."""
     if provenance is None:
         return None
     cpu = provenance.get("cpu") or {}
