@@ -22,7 +22,10 @@ target KL, actor and critic hidden sizes and activation, initial std, empirical 
 normalisation on/off. What differs, by rsl_rl's design: no reward scaling (genpo's Gaussian config
 scales rewards by a running return std), the adaptive-lr rule reads rsl_rl's analytic Gaussian KL
 (genpo's reads the k1 estimate), time-outs are bootstrapped with the value of the last observation
-before the reset, and the gradient norm is clipped over all parameters together.
+before the reset, the std is a parameter itself (genpo learns its log), the observation statistics are
+updated once per iteration after the update and the normalised observation is not clipped (genpo
+updates them before every rollout step and clips at 10), and every epoch visits the minibatches in the
+same order. Like genpo, rsl_rl clips the actor's and the critic's gradient norms separately.
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``); imported only when used.
 """
