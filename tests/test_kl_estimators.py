@@ -15,6 +15,7 @@ from torch import nn
 from genpo.builders import build_actor
 from genpo.builders.config import parse_config
 from genpo.components.actors.gaussian import GaussianActor
+from genpo.components.estimators.diagonal_gaussian_kl import DiagonalGaussianKL
 from genpo.components.estimators.gaussian_action_kl import GaussianActionKL, exact_moment_noise, gaussian_kl
 from genpo.components.estimators.kl import K1KL, K3KL
 
@@ -110,6 +111,85 @@ def test_gaussian_action_kl_of_a_gaussian_actor_is_exact():
     expected = gaussian_actor_kl(old, actor, batch)
     assert expected > 0.01
     assert estimator(actor, batch, None, None).item() == pytest.approx(expected, rel=1e-9)
+
+
+def perturbed_copy(actor: GaussianActor, seed: int = 0) -> GaussianActor:
+    """A copy of ``actor`` with its mean network and its std (or std network) moved."""
+    new = GaussianActor(
+        OBSERVATION_DIM,
+        actor.action_dim,
+        hidden_sizes=(8,),
+        state_dependent_std=actor.state_dependent_std,
+        std_parameterization=actor.std_parameterization,
+    ).double()
+    new.load_state_dict(actor.state_dict())
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in new.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
+    return new
+
+
+@pytest.mark.parametrize(
+    "state_dependent_std, std_parameterization",
+    [(False, "log"), (False, "direct"), (True, "log")],
+    ids=["log_std", "direct_std", "state_dependent_std"],
+)
+def test_diagonal_gaussian_kl_is_the_closed_form_at_every_state(state_dependent_std, std_parameterization):
+    """The estimate is torch.distributions' KL between the two policies' Normals, averaged over every state."""
+    torch.manual_seed(0)
+    old = GaussianActor(
+        OBSERVATION_DIM, 3, hidden_sizes=(8,), state_dependent_std=state_dependent_std, std_parameterization=std_parameterization
+    ).double()
+    new = perturbed_copy(old)
+    batch = states(200)
+    estimator = DiagonalGaussianKL()
+    estimator.start_update(old)
+    with torch.no_grad():
+        old_mean, old_log_std = old.mean_and_log_std(batch["observation"])
+        new_mean, new_log_std = new.mean_and_log_std(batch["observation"])
+        expected = torch.distributions.kl_divergence(
+            torch.distributions.Normal(old_mean, old_log_std.exp()), torch.distributions.Normal(new_mean, new_log_std.exp())
+        )
+    assert expected.sum(-1).mean().item() > 0.005
+    estimate = estimator(new, batch, None, None)
+    assert estimate.item() == pytest.approx(expected.sum(-1).mean().item(), rel=1e-9)
+
+
+def test_diagonal_gaussian_kl_equals_the_sampled_action_kl_on_every_state():
+    """Two routes to the same number: the closed form, and the exact-moment samples of gaussian_action
+    taking every state of the minibatch."""
+    torch.manual_seed(1)
+    old = GaussianActor(OBSERVATION_DIM, 2, hidden_sizes=(8,)).double()
+    new = perturbed_copy(old, seed=1)
+    batch = states(32)
+    closed_form, sampled = DiagonalGaussianKL(), GaussianActionKL(num_states=32)
+    closed_form.start_update(old)
+    sampled.start_update(old)
+    assert closed_form(new, batch, None, None).item() == pytest.approx(sampled(new, batch, None, None).item(), rel=1e-9)
+
+
+def test_diagonal_gaussian_kl_reads_the_rollout_policy_frozen_at_start_update():
+    """Training the actor after start_update does not move the old policy the estimate compares with."""
+    torch.manual_seed(2)
+    actor = GaussianActor(OBSERVATION_DIM, 2, hidden_sizes=(8,)).double()
+    batch = states(16)
+    estimator = DiagonalGaussianKL()
+    estimator.start_update(actor)
+    assert estimator(actor, batch, None, None).item() == pytest.approx(0.0, abs=1e-12)
+    with torch.no_grad():
+        actor.log_std.add_(0.3)
+    assert estimator(actor, batch, None, None).item() > 0.01
+    assert not any(name.startswith("rollout_actor") for name, _ in estimator.named_parameters())
+
+
+def test_diagonal_gaussian_kl_refuses_a_flow_actor_and_a_missing_start():
+    actor = build_actor(OBSERVATION_DIM, 2, config_files=["policies/genpo.gin"], bindings=SMALL_FLOW_NETWORKS)
+    with pytest.raises(ValueError, match="kl_estimator.diagonal_gaussian needs a GaussianActor, got GenPOActor") as error:
+        DiagonalGaussianKL().start_update(actor)
+    assert "@kl_estimator.gaussian_action()" in str(error.value)
+    with pytest.raises(RuntimeError, match="start_update"):
+        DiagonalGaussianKL()(GaussianActor(OBSERVATION_DIM, 2), states(4), None, None)
 
 
 def linear_genpo_actor() -> nn.Module:

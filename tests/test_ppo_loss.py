@@ -313,11 +313,13 @@ def test_gaussian_config_with_compression_fails_before_training(tmp_path, make_t
 
 
 # ------------------------------------------------------------------------------ the KL that drives the lr
-@pytest.mark.parametrize("name", ["k3", "gaussian_action"])
-def test_the_selected_kl_estimator_drives_the_lr(tmp_path, make_tiny_experiment, name):
+@pytest.mark.parametrize(
+    "name, config", [("k3", GENPO_CONFIG), ("gaussian_action", GENPO_CONFIG), ("diagonal_gaussian", GAUSSIAN_CONFIG)]
+)
+def test_the_selected_kl_estimator_drives_the_lr(tmp_path, make_tiny_experiment, name, config):
     """Each minibatch's lr step receives the selected estimator's entry; the first sees the rollout policy
     itself (KL 0), and k1/k3 stay logged next to it."""
-    trainer, _ = make_tiny_experiment(tmp_path / "run", GENPO_CONFIG, [f"loss.ppo.kl_estimator = @kl_estimator.{name}()"])
+    trainer, _ = make_tiny_experiment(tmp_path / "run", config, [f"loss.ppo.kl_estimator = @kl_estimator.{name}()"])
     assert trainer.loss.kl_key == f"kl_{name}"
     losses, steps = [], []
     forward, step = trainer.loss.forward, trainer.lr_controller.step

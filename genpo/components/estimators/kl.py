@@ -8,7 +8,8 @@ estimate (detached by the loss). Before each update's first minibatch the loss c
 ``k1`` and ``k3`` (Schulman's) estimate the KL of the distribution the likelihood is defined on: for a
 Gaussian that is the env action, for GenPO the doubled action (x, y), whose KL is the action's plus the
 KL of the hidden half given the action (docs/results/kl_units/README.md measures the ratio).
-``gaussian_action`` (``gaussian_action_kl.py``) estimates the KL of the action the env receives, for every actor.
+``gaussian_action`` (``gaussian_action_kl.py``) estimates the KL of the action the env receives, for every actor;
+``diagonal_gaussian`` (``diagonal_gaussian_kl.py``) computes it in closed form for a Gaussian actor.
 """
 
 from __future__ import annotations
