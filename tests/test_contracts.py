@@ -163,6 +163,24 @@ def test_gae_hand_computed_returns():
     assert rollout["value_target"].flatten().tolist() == pytest.approx([a + v for a, v in zip(GAE_ADVANTAGE, VALUE)])
 
 
+def test_gae_time_out_value_of_the_current_state():
+    """rsl_rl's shortcut: a time-out bootstraps with V(s_t) of its own step (3 here) instead of the final
+    observation's value (4); a termination and the rollout's end are bootstrapped as before."""
+    value = [1.0, 3.0, 0.0, 0.0, 0.0]
+    final = registry.get("advantage", "gae")(gamma=GAMMA, normalize=False)(episode_rollout(value=value))
+    current = registry.get("advantage", "gae")(gamma=GAMMA, normalize=False, time_out_value="current_state")(
+        episode_rollout(value=value)
+    )
+    assert final["value_target"].flatten()[1].item() == pytest.approx(1.0 + GAMMA * 4.0)
+    assert current["value_target"].flatten()[1].item() == pytest.approx(1.0 + GAMMA * 3.0)
+    torch.testing.assert_close(current["value_target"][2:], final["value_target"][2:])
+
+
+def test_gae_refuses_an_unknown_time_out_value():
+    with pytest.raises(ValueError, match="GAEAdvantage: time_out_value must be 'final_observation' or 'current_state'"):
+        registry.get("advantage", "gae")(time_out_value="next_state")
+
+
 # ------------------------------------------------------------------------------ entropy and KL estimators
 def gaussian_policy(std: list[float], samples: int = 4096, seed: int = 0) -> tuple[GaussianActor, TensorDict, float]:
     """A 2-D Gaussian policy whose mean depends on the state and whose std is ``std``, a minibatch of

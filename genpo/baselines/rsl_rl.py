@@ -133,7 +133,7 @@ def runner_config(trainer: Trainer) -> dict:
             "hidden_dims": list(actor_hidden),
             "activation": actor_activation,
             "obs_normalization": normalize,
-            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": actor.log_std.exp()[0].item()},
+            "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": actor.init_std},
         },
         "critic": {
             "class_name": "MLPModel",

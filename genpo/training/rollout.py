@@ -28,6 +28,10 @@ class RolloutCollector:
     time-outs bootstrap with V(final observation). Observations are stored normalised so the
     likelihood at update time sees exactly what the actor saw at sampling time.
 
+    The normalisers fold in each step's observation before the actor sees it, or, with
+    ``fold_statistics_after_update``, keep the rollout's raw observations until the trainer calls
+    :meth:`fold_observation_statistics` after the update (then a rollout and its update share statistics).
+
     Episode returns and lengths are tracked on raw rewards (:class:`EpisodeTracker`). :meth:`state_dict` holds the env's state,
     its pending observation and the episode accumulators, for an exact resume; the networks and
     normalisers are owned (and saved) by the trainer.
@@ -42,6 +46,7 @@ class RolloutCollector:
         critic_observation_normalizer: Normalizer | None,
         reward_scaler: RewardScaler,
         steps_per_env: int,
+        fold_statistics_after_update: bool = False,
     ):
         self.env = env
         self.actor = actor
@@ -50,6 +55,8 @@ class RolloutCollector:
         self.critic_observation_normalizer = critic_observation_normalizer
         self.reward_scaler = reward_scaler
         self.steps_per_env = steps_per_env
+        self.fold_statistics_after_update = fold_statistics_after_update
+        self.unfolded_observations: list[TensorDict] = []
         self.has_critic_observation = env.critic_observation_dim is not None
         self.episodes = EpisodeTracker(env.num_envs, env.device)
         self.pending: TensorDict | None = None
@@ -81,7 +88,10 @@ class RolloutCollector:
         value_key = self.critic.in_keys[0]
         steps = []
         for _ in range(self.steps_per_env):
-            self._update_normalizers(self.pending)
+            if self.fold_statistics_after_update:
+                self.unfolded_observations.append(self.pending)
+            else:
+                self._update_normalizers(self.pending)
             step = self._normalized(self.pending)
             self.actor(step)
             action = step["action"]
@@ -107,6 +117,12 @@ class RolloutCollector:
         rollout = torch.stack(steps, dim=0)
         rollout["next", "state_value"] = self.critic.compute(rollout["next", value_key])
         return rollout, self.episodes.pop()
+
+    def fold_observation_statistics(self) -> None:
+        """Fold the observations kept since the last call into the normalisers, as one batch."""
+        if self.unfolded_observations:
+            self._update_normalizers(torch.cat(self.unfolded_observations))
+            self.unfolded_observations = []
 
     def _check_finite(self, result: TensorDict, keys: tuple[str, ...], iteration: int) -> None:
         for key in keys:

@@ -41,13 +41,25 @@ CHECKPOINT_KEYS = (
 )
 
 
+OBSERVATION_STATISTICS = ("before_each_step", "after_update")
+
+
 @attrs.frozen
 class PPOSettings:
-    """The update schedule and optimiser settings of one PPO run."""
+    """The update schedule and optimiser settings of one PPO run.
+
+    ``reshuffle_each_epoch``: a fresh minibatch split every epoch (True), or one split per update that
+    every epoch walks in the same order (False: rsl_rl's). ``observation_statistics``: when the
+    observation normalisers fold in what the env returned, ``'before_each_step'`` (each step's observation
+    before the actor sees it) or ``'after_update'`` (the whole rollout's, once, after its update: rsl_rl's,
+    so one iteration's rollout and update see the same statistics and the first rollout none).
+    """
 
     steps_per_env: int = attrs.field(default=32, validator=positive)
     epochs: int = attrs.field(default=5, validator=positive)
     minibatches: int = attrs.field(default=4, validator=positive)
+    reshuffle_each_epoch: bool = True
+    observation_statistics: str = attrs.field(default="before_each_step", validator=attrs.validators.in_(OBSERVATION_STATISTICS))
     max_grad_norm: float | None = attrs.field(default=1.0, validator=positive)
     critic_learning_rate: float | None = attrs.field(default=None, validator=positive)
     checkpoint_interval: int = attrs.field(default=10, validator=positive)
@@ -140,6 +152,7 @@ class Trainer(CheckpointedTrainer):
             critic_observation_normalizer,
             reward_scaler,
             settings.steps_per_env,
+            fold_statistics_after_update=settings.observation_statistics == "after_update",
         )
         self.iteration = 0
         self.env_steps = 0
@@ -168,6 +181,7 @@ class Trainer(CheckpointedTrainer):
             update_metrics = self.update(rollout.exclude("next").reshape(-1))
         except NonFiniteError as error:
             raise NonFiniteError(f"PPO update: {error}") from None
+        self.collector.fold_observation_statistics()
         finished = time.perf_counter()
         self.iteration += 1
         steps = rollout.numel() * self.parallel.world_size
@@ -236,8 +250,10 @@ class Trainer(CheckpointedTrainer):
         totals: dict[str, float] = {}
         count = 0
         self.loss.start_update()
+        permutation = torch.randperm(size, device=batch.device)
         for epoch in range(settings.epochs):
-            permutation = torch.randperm(size, device=batch.device)
+            if epoch > 0 and settings.reshuffle_each_epoch:
+                permutation = torch.randperm(size, device=batch.device)
             for index in range(settings.minibatches):
                 minibatch = batch[permutation[index * minibatch_size : (index + 1) * minibatch_size]]
                 losses = self.loss(minibatch)

@@ -13,10 +13,17 @@ from genpo.components.actors.base import LOG_2PI, Actor, standard_normal_log_pro
 from genpo.components.networks.mlp import mlp
 from genpo.registry import register
 
+MIN_STD = 1e-6  # the floor of a directly learned std (rsl_rl's): below it the clamp stops the gradient
+
 
 @register("actor", "gaussian")
 class GaussianActor(Actor):
-    """``action = mean(s) + exp(log_std) * z`` with a state-independent learned log std (rsl_rl's policy).
+    """``action = mean(s) + std * z`` with a state-independent learned std (rsl_rl's policy).
+
+    ``std_parameterization`` says what the optimiser moves: ``'log'`` learns log std (an Adam step changes
+    the std by a fixed *fraction*), ``'direct'`` learns the std itself, clamped at 1e-6 (an Adam step
+    changes it by a fixed *amount*, so a narrow policy narrows or widens relatively faster: rsl_rl's
+    default ``std_type = 'scalar'``).
 
     ``state_dependent_std=True`` learns ``log_std(s)`` instead, with a second MLP of the same layout whose
     output layer starts at zero (so every state starts at ``init_std``): a unimodal policy that can be wide
@@ -36,18 +43,31 @@ class GaussianActor(Actor):
         activation: str = "elu",
         init_std: float = 1.0,
         state_dependent_std: bool = False,
+        std_parameterization: str = "log",
     ):
         super().__init__(observation_dim, action_dim)
+        name = type(self).__name__
         if not init_std > 0:
-            raise ValueError(f"{type(self).__name__}: init_std must be > 0, got {init_std!r}")
+            raise ValueError(f"{name}: init_std must be > 0, got {init_std!r}")
+        if std_parameterization not in ("log", "direct"):
+            raise ValueError(f"{name}: std_parameterization must be 'log' or 'direct', got {std_parameterization!r}")
+        if state_dependent_std and std_parameterization != "log":
+            raise ValueError(f"{name}: a state-dependent std is learned as log std; std_parameterization must be 'log'")
         self.mean = mlp(observation_dim, tuple(hidden_sizes), action_dim, activation)
+        self.init_std = init_std
         self.log_init_std = math.log(init_std)
+        self.std_parameterization = std_parameterization
+        self.register_parameter("std", None)
         if state_dependent_std:
             self.log_std_network = mlp(observation_dim, tuple(hidden_sizes), action_dim, activation)
             output_layer = self.log_std_network[-1]
             nn.init.zeros_(output_layer.weight)
             nn.init.zeros_(output_layer.bias)
             self.register_parameter("log_std", None)
+        elif std_parameterization == "direct":
+            self.log_std_network = None
+            self.register_parameter("log_std", None)
+            self.std = nn.Parameter(torch.full((action_dim,), init_std))
         else:
             self.log_std_network = None
             self.log_std = nn.Parameter(torch.full((action_dim,), self.log_init_std))
@@ -61,10 +81,17 @@ class GaussianActor(Actor):
         return self.log_std_network is not None
 
     def log_std_at(self, observation: torch.Tensor) -> torch.Tensor:
-        """The per-dimension log std at ``observation`` (the learned vector when it is state-independent)."""
+        """The per-dimension log std at ``observation`` (from the learned vector when it is state-independent)."""
+        if self.std is not None:
+            return self.std.clamp_min(MIN_STD).log()
         if self.log_std_network is None:
             return self.log_std
         return self.log_std_network(observation) + self.log_init_std
+
+    def mean_and_log_std(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The action's mean [*B, action_dim] and log std ([*B, action_dim], or [action_dim] when it is
+        state-independent) at ``observation``: the whole distribution, a diagonal Gaussian."""
+        return self.mean(observation), self.log_std_at(observation)
 
     def sample(self, tensordict: TensorDictBase, noise: torch.Tensor | None = None) -> TensorDictBase:
         observation = self.observation(tensordict)

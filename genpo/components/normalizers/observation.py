@@ -12,15 +12,20 @@ from genpo.registry import register
 
 @register("normalizer", "empirical")
 class EmpiricalNormalizer(TensorDictComponent):
-    """``(obs - mean) / (std + eps)``, clipped, with statistics updated from every collected batch.
+    """``(obs - mean) / (std + eps)``, clipped to [-clip, clip] (``clip=None``: not clipped, rsl_rl's
+    ``EmpiricalNormalization``), with statistics updated from every collected batch.
 
     The rollout stores the *normalised* observation, so the statistics may move between sampling and
     update without breaking ``ratio == 1`` on fresh data.
     """
 
-    def __init__(self, observation_dim: int, *, key: str = "observation", epsilon: float = 1e-2, clip: float = 10.0):
+    def __init__(
+        self, observation_dim: int, *, key: str = "observation", epsilon: float = 1e-2, clip: float | None = 10.0
+    ):
         super().__init__()
         check_positive_int(type(self).__name__, "observation_dim", observation_dim)
+        if clip is not None and not clip > 0:
+            raise ValueError(f"{type(self).__name__}: clip must be > 0 or None (no clipping), got {clip!r}")
         self.in_keys = [key]
         self.out_keys = [key]
         self.epsilon = epsilon
@@ -33,7 +38,8 @@ class EmpiricalNormalizer(TensorDictComponent):
     def compute(self, observation: torch.Tensor) -> torch.Tensor:
         mean = self.moments.mean.to(observation.dtype)
         std = self.moments.variance.sqrt().to(observation.dtype)
-        return ((observation - mean) / (std + self.epsilon)).clamp(-self.clip, self.clip)
+        normalized = (observation - mean) / (std + self.epsilon)
+        return normalized if self.clip is None else normalized.clamp(-self.clip, self.clip)
 
 
 @register("normalizer", "identity")
