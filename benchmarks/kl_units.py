@@ -47,6 +47,8 @@ from torch import nn
 from torch.func import functional_call
 
 from genpo.builders import build_actor, new_experiment
+from genpo.components.actors.gaussian import GaussianActor
+from genpo.components.estimators.diagonal_gaussian_kl import DiagonalGaussianKL
 from genpo.components.estimators.gaussian_action_kl import GaussianActionKL, exact_moment_noise, gaussian_kl
 from genpo.components.estimators.kl import K1KL, K3KL
 
@@ -187,7 +189,9 @@ def run_task(task: str, args: argparse.Namespace, writer: csv.DictWriter) -> Non
 
 def estimator_cost(task: str, args: argparse.Namespace) -> list[dict]:
     """Seconds per minibatch step (loss forward and backward) with k1, k3 and gaussian_action driving the
-    lr: medians of ``--cost-repeats`` interleaved repeats on one minibatch of the task's first rollout."""
+    lr: medians of ``--cost-repeats`` interleaved repeats on one minibatch of the task's first rollout.
+    For a Gaussian actor's task (``halfcheetah_gaussian``) also gaussian_action over every minibatch state
+    and its closed form, diagonal_gaussian."""
     with tempfile.TemporaryDirectory() as folder:
         gin.clear_config()
         bindings = ["genpo.run.num_threads = 1", "genpo.build_env.num_threads = 1", f"genpo.run.seed = {args.seed}"]
@@ -198,6 +202,9 @@ def estimator_cost(task: str, args: argparse.Namespace) -> list[dict]:
         batch = rollout.exclude("next").reshape(-1)
         minibatch = batch[: batch.shape[0] // trainer.settings.minibatches]
         estimators = {"k1": K1KL(), "k3": K3KL(), "gaussian_action": GaussianActionKL()}
+        if isinstance(trainer.actor, GaussianActor):
+            estimators["gaussian_action_every_state"] = GaussianActionKL(num_states=minibatch.shape[0])
+            estimators["diagonal_gaussian"] = DiagonalGaussianKL()
         seconds: dict[str, list[float]] = {name: [] for name in estimators}
         loss = trainer.loss
         for _ in range(args.cost_repeats):

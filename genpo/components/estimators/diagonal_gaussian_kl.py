@@ -30,7 +30,8 @@ class DiagonalGaussianKL(KLEstimator):
 
     It equals ``kl_estimator.gaussian_action`` with every minibatch state (that one samples the action's
     moments, which for a Gaussian are exact) at the cost of two extra forward passes of the mean network
-    per minibatch, without gradients, instead of ``2 x num_samples`` sampling passes per state. The rollout
+    per minibatch, without gradients, instead of ``2 x num_samples`` sampling passes per state: +46 % per
+    HalfCheetah minibatch step over k1, against 8.5x (docs/results/kl_units/README.md). The rollout
     policy is a frozen copy taken in :meth:`start_update`. Any other actor is refused: its action is not
     a diagonal Gaussian (``kl_estimator.gaussian_action`` moment-matches any actor's action).
     """
