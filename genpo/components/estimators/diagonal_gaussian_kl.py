@@ -6,20 +6,12 @@ import copy
 
 import torch
 from tensordict import TensorDictBase
+from torch.distributions import Normal, kl_divergence
 
 from genpo.components.actors.base import Actor
 from genpo.components.actors.gaussian import GaussianActor
 from genpo.components.estimators.kl import KLEstimator
 from genpo.registry import register
-
-
-def diagonal_gaussian_kl(
-    mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor, log_std_q: torch.Tensor
-) -> torch.Tensor:
-    """KL(N(mean_p, diag std_p^2) || N(mean_q, diag std_q^2)) summed over the last dimension."""
-    variance_ratio = (2.0 * (log_std_p - log_std_q)).exp()
-    whitened_shift = (mean_p - mean_q) * (-log_std_q).exp()
-    return 0.5 * (variance_ratio + whitened_shift.pow(2) - 1.0 - (2.0 * (log_std_p - log_std_q))).sum(-1)
 
 
 @register("kl_estimator", "diagonal_gaussian")
@@ -56,4 +48,5 @@ class DiagonalGaussianKL(KLEstimator):
         with torch.no_grad():
             old_mean, old_log_std = rollout_actor.mean_and_log_std(observation)
             mean, log_std = actor.mean_and_log_std(observation)
-        return diagonal_gaussian_kl(old_mean, old_log_std, mean, log_std).mean()
+        old_policy, policy = Normal(old_mean, old_log_std.exp()), Normal(mean, log_std.exp())
+        return kl_divergence(old_policy, policy).sum(-1).mean()
