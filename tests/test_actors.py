@@ -245,3 +245,37 @@ def test_state_dependent_std_starts_at_init_std_everywhere_and_can_differ_betwee
         actions = randomised(state.expand(4000).clone())["action"]
     expected_std = randomised.log_std_at(state["observation"]).exp()
     torch.testing.assert_close(actions.std(0, keepdim=True), expected_std, rtol=0.08, atol=0.0)
+
+
+def test_genpo_noise_scale_binding_starts_the_flow_on_the_scaled_base():
+    """``actor.genpo.noise_scale = s`` is the same map as scale 1 fed ``s * eps``: the same weights give
+    the same dummy action, the likelihood carries the scaling's log-det, and the ratio on fresh samples is 1."""
+    torch.manual_seed(0)
+    unscaled = build_actor(OBSERVATION_DIM, 2, config_files=["policies/genpo.gin"], bindings=SMALL_NETWORKS).double()
+    scaled = build_actor(
+        OBSERVATION_DIM, 2, config_files=["policies/genpo.gin"], bindings=[*SMALL_NETWORKS, "actor.genpo.noise_scale = 0.7"]
+    ).double()
+    scaled.load_state_dict(unscaled.state_dict())
+    assert scaled.noise_scale == 0.7 and unscaled.noise_scale == 1.0
+    batch = observations(64, dtype=torch.float64)
+    noise = torch.randn(64, scaled.noise_dim, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        sampled = scaled.sample(batch.clone(), noise)
+        reference = unscaled.sample(batch.clone(), 0.7 * noise)
+        torch.testing.assert_close(sampled["dummy_action"], reference["dummy_action"], rtol=0, atol=1e-12)
+        torch.testing.assert_close(scaled.inverse(sampled), noise, rtol=0, atol=1e-9)
+        torch.testing.assert_close(scaled.log_prob(sampled), sampled["action_log_prob"], rtol=0, atol=1e-9)
+        # log N(eps) - log|det| - 2d log 0.7, where the unscaled actor's stored value is at noise 0.7 eps
+        shift = reference["action_log_prob"] - scaled.log_prob(sampled)
+        expected = (standard_normal(0.7 * noise) - standard_normal(noise)) + scaled.noise_dim * math.log(0.7)
+        torch.testing.assert_close(shift, expected, rtol=0, atol=1e-9)
+
+
+def standard_normal(noise: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (noise.square().sum(-1) + noise.shape[-1] * LOG_2PI)
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, math.inf, math.nan])
+def test_genpo_noise_scale_out_of_range_is_refused(scale):
+    with pytest.raises(ValueError, match=r"actor.genpo: noise_scale must be finite and > 0"):
+        GenPOActor(OBSERVATION_DIM, 2, noise_scale=scale)

@@ -24,13 +24,13 @@ class GenPOActor(Actor):
     stored ``dummy_action``; the env sees only the readout.
 
     ``noise_scale`` (1 by default) is part of the map, like a first linear layer: given noise, and what
-    :meth:`inverse` returns, is always the standard-normal ``eps``. An exploration schedule
-    (``genpo.trainer.exploration_schedule``) sets it per iteration; within an iteration it is constant, so
-    the likelihood stays exact and the ratio on fresh samples is 1.
+    :meth:`inverse` returns, is always the standard-normal ``eps``. It sets the initial spread of the
+    actions (on Ant 0.7 starts them at a per-dimension std of about 0.5 instead of 0.7). An exploration
+    schedule (``genpo.trainer.exploration_schedule``) replaces it per iteration; within an iteration it is
+    constant, so the likelihood stays exact and the ratio on fresh samples is 1.
     """
 
     sample_keys = ("dummy_action",)
-    noise_scale = 1.0
 
     def __init__(
         self,
@@ -39,8 +39,12 @@ class GenPOActor(Actor):
         *,
         flow: Callable[..., DummyActionFlow] = DummyActionFlow,
         readout: LinearReadout | None = None,
+        noise_scale: float = 1.0,
     ):
         super().__init__(observation_dim, action_dim)
+        if not (noise_scale > 0 and math.isfinite(noise_scale)):
+            raise ValueError(f"actor.genpo: noise_scale must be finite and > 0, got {noise_scale!r}")
+        self.noise_scale = float(noise_scale)
         self.flow = flow(observation_dim, action_dim)
         self.readout = readout if readout is not None else LinearReadout()
 
