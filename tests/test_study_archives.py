@@ -57,14 +57,22 @@ def test_every_archived_run_is_rebuilt_by_its_spec(archive, spec_path, monkeypat
     assert not stale, f"{spec_path} no longer builds what {archive} ran: {stale}"
 
 
+def jobs_of_ant():
+    return archived_jobs("docs/results/study_v3/ant", "sweeps/study_v3/mujoco.toml")
+
+
 def test_a_changed_default_without_a_pin_is_caught(monkeypatch):
-    """The check above sees a default moved under an archived run: dropping the Ant Gaussian arm's pin
-    of the init std it ran (1.0) makes the task file's 0.5 apply, and the run is reported stale."""
+    """The check above sees a default moved under an archived run: dropping the Ant arms' pins of what
+    they ran (the Gaussian's init std 1.0, GenPO's noise scale 1) makes the task files' 0.5 and 0.7
+    apply, and the runs are reported stale."""
     monkeypatch.chdir(ROOT)
-    jobs = archived_jobs("docs/results/study_v3/ant", "sweeps/study_v3/mujoco.toml")
-    job = next(job for job in jobs if job.variant.name == "ant.gaussian")
+    job = next(job for job in jobs_of_ant() if job.variant.name == "ant.gaussian")
     unpinned = attrs.evolve(job, bindings=tuple(binding for binding in job.bindings if "init_std" not in binding))
     assert unpinned.bindings != job.bindings
     assert config_difference(job) is None
     expected = "the run has 'gaussian.init_std = 1.0' where the spec now gives 'gaussian.init_std = 0.5'"
     assert config_difference(unpinned) == expected
+    genpo_job = next(job for job in jobs_of_ant() if job.variant.name == "ant.genpo_kl0.01")
+    genpo_unpinned = attrs.evolve(genpo_job, bindings=tuple(binding for binding in genpo_job.bindings if "noise_scale" not in binding))
+    assert config_difference(genpo_job) is None
+    assert "actor.genpo.noise_scale = 0.7" in config_difference(genpo_unpinned)

@@ -524,6 +524,24 @@ def test_runs_of_an_edited_config_are_refused_not_reported_as_the_new_ones(resum
     assert [config_difference(job) for job in plan(load_spec(path))] == [None] * 4
 
 
+def test_a_binding_to_a_declared_default_is_the_same_config_as_none(resumed_sweep, tmp_path):
+    """A spec that now binds a parameter its runs left unbound, to the default the component declares
+    (a parameter added since, or a moved default pinned back), still owns those runs; any other value
+    does not."""
+    spec, *_ = resumed_sweep
+    out = tmp_path / "out"
+    shutil.copytree(spec.out, out)
+    text = spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out)))
+    path = tmp_path / "pinned.toml"
+    path.write_text(text.replace('name = "genpo"', 'name = "genpo"\nbindings = ["actor.genpo.noise_scale = 1.0"]'))
+    assert "noise_scale" not in (out / "genpo" / "seed0" / "config.gin").read_text()
+    assert [config_difference(job) for job in plan(load_spec(path))] == [None] * 4
+    path.write_text(text.replace('name = "genpo"', 'name = "genpo"\nbindings = ["actor.genpo.noise_scale = 0.7"]'))
+    differences = [config_difference(job) for job in plan(load_spec(path))]
+    assert sum(difference is not None for difference in differences) == 2
+    assert all("actor.genpo.noise_scale = 0.7" in difference for difference in differences if difference is not None)
+
+
 def test_bad_evaluation_settings_fail_naming_the_key(tmp_path):
     with pytest.raises(ValueError, match="evaluation_noise must be one of zero, fixed, random"):
         write_spec(tmp_path, 'evaluation_noise = "none"\n[[variants]]\nname = "a"\nconfig = "tasks/pendulum.gin"\n')

@@ -13,7 +13,9 @@ stops the runs in flight; they continue at the next sweep.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import itertools
 import json
 import os
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import attrs
 
+from genpo import registry
 from genpo.experiments.spec import Job, SweepSpec, plan
 from genpo.training.checkpoint import load_checkpoint
 from genpo.training.checkpoint_history import LATEST
@@ -139,16 +142,63 @@ def job_config_text(job: Job) -> str:
         gin.clear_config()
 
 
+def _binding_key(line: str) -> str | None:
+    key, separator, _ = line.partition(" = ")
+    return key if separator else None
+
+
+def _registered_component(selector: str) -> type | None:
+    """The registered class a gin selector names (``kind.name``, or ``name`` where one kind has it)."""
+    parts = selector.split(".")
+    if len(parts) == 2 and parts[0] in registry.kinds() and parts[1] in registry.names(parts[0]):
+        return registry.get(*parts)
+    if len(parts) == 1:
+        matches = [kind for kind in registry.kinds() if parts[0] in registry.names(kind)]
+        return registry.get(matches[0], parts[0]) if len(matches) == 1 else None
+    return None
+
+
+def binds_a_declared_default(line: str) -> bool:
+    """Whether a config line binds a registered component's parameter to the default its constructor
+    declares: the same config as no line at all."""
+    key = _binding_key(line)
+    if key is None or "/" in key or "." not in key:
+        return False
+    selector, parameter = key.rsplit(".", 1)
+    component = _registered_component(selector)
+    declared = inspect.signature(component).parameters.get(parameter) if component is not None else None
+    if declared is None or declared.default is inspect.Parameter.empty:
+        return False
+    try:
+        bound = ast.literal_eval(line.partition(" = ")[2])
+    except (ValueError, SyntaxError):
+        return False
+    return type(bound) is type(declared.default) and bound == declared.default
+
+
 def config_difference(job: Job) -> str | None:
     """The first line in which the job's run directory's ``config.gin`` differs from what the job
-    would train now (the iteration budget aside); None when they agree or there is no run yet."""
+    would train now; None when they agree or there is no run yet.
+
+    Two differences are not differences: the iteration budget, and a line on one side only that binds a
+    component's parameter to its declared default (a run made before the parameter existed, or before
+    a default moved and the spec pinned it back, trains exactly as the spec does now).
+    """
     try:
         existing = (job.run_dir / CONFIG_FILE).read_text().splitlines()
     except FileNotFoundError:
         return None
     wanted = job_config_text(job).splitlines()
-    kept = [[line for line in lines if not line.startswith(BUDGET_LINE)] for lines in (existing, wanted)]
-    for old, new in itertools.zip_longest(*kept, fillvalue="(nothing)"):
+
+    def kept(lines: list[str], other: list[str]) -> list[str]:
+        other_keys = {_binding_key(line) for line in other}
+        return [
+            line
+            for line in lines
+            if not line.startswith(BUDGET_LINE) and not (binds_a_declared_default(line) and _binding_key(line) not in other_keys)
+        ]
+
+    for old, new in itertools.zip_longest(kept(existing, wanted), kept(wanted, existing), fillvalue="(nothing)"):
         if old != new:
             return f"the run has {old!r} where the spec now gives {new!r}"
     return None
