@@ -63,14 +63,14 @@ def jobs_of_ant():
 
 def test_a_changed_default_without_a_pin_is_caught(monkeypatch):
     """The check above sees a default moved under an archived run: dropping the Ant arms' pins of what
-    they ran (the Gaussian's init std 1.0, GenPO's noise scale 1) makes the task files' 0.5 and 0.7
+    they ran (the Gaussian's init std 1.0, GenPO's noise scale 1) makes the task files' 0.35 and 0.7
     apply, and the runs are reported stale."""
     monkeypatch.chdir(ROOT)
     job = next(job for job in jobs_of_ant() if job.variant.name == "ant.gaussian")
     unpinned = attrs.evolve(job, bindings=tuple(binding for binding in job.bindings if "init_std" not in binding))
     assert unpinned.bindings != job.bindings
     assert config_difference(job) is None
-    expected = "the run has 'gaussian.init_std = 1.0' where the spec now gives 'gaussian.init_std = 0.5'"
+    expected = "the run has 'gaussian.init_std = 1.0' where the spec now gives 'gaussian.init_std = 0.35'"
     assert config_difference(unpinned) == expected
     genpo_job = next(job for job in jobs_of_ant() if job.variant.name == "ant.genpo_kl0.01")
     genpo_unpinned = attrs.evolve(genpo_job, bindings=tuple(binding for binding in genpo_job.bindings if "noise_scale" not in binding))
