@@ -35,6 +35,7 @@ ARCHIVES = {
     "docs/results/tuning/trust_region_units": "sweeps/tuning/trust_region_units.toml",
     "docs/results/tuning/value_clip": "sweeps/tuning/value_clip.toml",
     "docs/results/tuning/ant_trust_region": "sweeps/tuning/ant_trust_region.toml",
+    "docs/results/tuning/ant_initial_spread": "sweeps/tuning/ant_initial_spread.toml",
 }
 
 
