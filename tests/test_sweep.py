@@ -481,11 +481,16 @@ def test_report_written_outside_the_working_directory_shows_no_absolute_path(res
     assert "--out ../scratch/archive/gaussian/seed" in report
 
 
-def test_finished_runs_are_evaluated_once_and_the_evaluation_is_reported_and_archived(resumed_sweep, tmp_path, capsys):
+def copied_sweep(resumed_sweep, tmp_path) -> tuple[Path, str]:
+    """A copy of the finished sweep's folder and the spec text that points at it (to edit and re-plan)."""
     spec, *_ = resumed_sweep
     out = tmp_path / "out"
     shutil.copytree(spec.out, out)
-    text = spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out)))
+    return out, spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out)))
+
+
+def test_finished_runs_are_evaluated_once_and_the_evaluation_is_reported_and_archived(resumed_sweep, tmp_path, capsys):
+    out, text = copied_sweep(resumed_sweep, tmp_path)
     text = text.replace("[[variants]]", "evaluation_episodes = 3\n[[variants]]", 1)
     path = tmp_path / "evaluated.toml"
     path.write_text(text)
@@ -509,10 +514,7 @@ def test_finished_runs_are_evaluated_once_and_the_evaluation_is_reported_and_arc
 
 
 def test_runs_of_an_edited_config_are_refused_not_reported_as_the_new_ones(resumed_sweep, tmp_path, capsys):
-    spec, *_ = resumed_sweep
-    out = tmp_path / "out"
-    shutil.copytree(spec.out, out)
-    text = spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out)))
+    out, text = copied_sweep(resumed_sweep, tmp_path)
     path = tmp_path / "edited.toml"
     path.write_text(text.replace('name = "gaussian"', 'name = "gaussian"\nbindings = ["actor.gaussian.init_std = 0.5"]'))
     assert main(["sweep", str(path)]) == 2
@@ -528,10 +530,7 @@ def test_a_binding_to_a_declared_default_is_the_same_config_as_none(resumed_swee
     """A spec that now binds a parameter its runs left unbound, to the default the component declares
     (a parameter added since, or a moved default pinned back), still owns those runs; any other value
     does not."""
-    spec, *_ = resumed_sweep
-    out = tmp_path / "out"
-    shutil.copytree(spec.out, out)
-    text = spec.text.replace(json.dumps(str(spec.out)), json.dumps(str(out)))
+    out, text = copied_sweep(resumed_sweep, tmp_path)
     path = tmp_path / "pinned.toml"
     path.write_text(text.replace('name = "genpo"', 'name = "genpo"\nbindings = ["actor.genpo.noise_scale = 1.0"]'))
     assert "noise_scale" not in (out / "genpo" / "seed0" / "config.gin").read_text()
