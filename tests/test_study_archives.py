@@ -27,6 +27,7 @@ ARCHIVES = {
     "docs/results/study_v3/ant": "sweeps/study_v3/mujoco.toml",
     "docs/results/study_v3/humanoid": "sweeps/study_v3/mujoco.toml",
     "docs/results/study_v3/ant_diagnostics": "sweeps/study_v3/mujoco.toml",
+    "docs/results/study_v3/ant_fresh_seeds": "sweeps/study_v3/ant_fresh_seeds.toml",
     "docs/results/study_v3/halfcheetah_ten_seeds": "sweeps/study_v3/halfcheetah_ten_seeds.toml",
     "docs/results/study_v3/halfcheetah_trainer_gap": "sweeps/study_v3/halfcheetah_trainer_gap.toml",
     "docs/results/study_v3/halfcheetah_trainer_choices": "sweeps/study_v3/halfcheetah_trainer_choices.toml",
