@@ -17,7 +17,7 @@ from tensordict import TensorDict
 
 from genpo import registry
 from genpo.builders import build_actor
-from genpo.components.actors.base import LOG_2PI
+from genpo.components.actors.base import LOG_2PI, standard_normal_log_prob
 from genpo.components.actors.genpo_flow import GenPOActor
 
 OBSERVATION_DIM = 3
@@ -267,12 +267,8 @@ def test_genpo_noise_scale_binding_starts_the_flow_on_the_scaled_base():
         torch.testing.assert_close(scaled.log_prob(sampled), sampled["action_log_prob"], rtol=0, atol=1e-9)
         # log N(eps) - log|det| - 2d log 0.7, where the unscaled actor's stored value is at noise 0.7 eps
         shift = reference["action_log_prob"] - scaled.log_prob(sampled)
-        expected = (standard_normal(0.7 * noise) - standard_normal(noise)) + scaled.noise_dim * math.log(0.7)
+        expected = standard_normal_log_prob(0.7 * noise) - standard_normal_log_prob(noise) + scaled.noise_dim * math.log(0.7)
         torch.testing.assert_close(shift, expected, rtol=0, atol=1e-9)
-
-
-def standard_normal(noise: torch.Tensor) -> torch.Tensor:
-    return -0.5 * (noise.square().sum(-1) + noise.shape[-1] * LOG_2PI)
 
 
 @pytest.mark.parametrize("scale", [0.0, -0.5, math.inf, math.nan])
